@@ -1,0 +1,463 @@
+//! Settings, read once at start from the environment (and an optional `faultline.toml`),
+//! validated into a [`Config`] that can only hold usable values. Every problem becomes a
+//! [`ConfigError`] whose message is one line saying what to fix.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// Validated settings of a Faultline process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens (`FAULTLINE_BIND`).
+    pub bind: SocketAddr,
+    /// Public base URL used in DSNs, links and emails (`FAULTLINE_URL`), without trailing slash.
+    pub public_url: Url,
+    /// Where the SQLite database, the queue and the secret key live (`FAULTLINE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...` (`DATABASE_URL`).
+    pub database_url: String,
+    /// Redis for the queue of scaled deployments (`REDIS_URL`); `None` = embedded SQLite queue.
+    pub redis_url: Option<String>,
+    /// Key for signing session cookies (`FAULTLINE_SECRET_KEY`, else generated into the data dir).
+    pub secret_key: String,
+    /// Jaeger UI base for trace links (`JAEGER_URL`).
+    pub jaeger_url: String,
+    pub limits: Limits,
+    /// Outgoing mail (`FAULTLINE_SMTP_URL`); `None` = alerts are recorded, not sent.
+    pub smtp_url: Option<String>,
+    /// Sender address of alert emails (`FAULTLINE_EMAIL_FROM`).
+    pub email_from: String,
+    /// `text` (default) or `json` (`FAULTLINE_LOG_FORMAT`).
+    pub log_json: bool,
+}
+
+/// Ingest limits and backpressure bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// One event item (decompressed), and a `/store/` body (`FAULTLINE_MAX_EVENT_SIZE`).
+    pub max_event_size: usize,
+    /// A request body as sent, compressed (`FAULTLINE_MAX_ENVELOPE_SIZE`).
+    pub max_envelope_size: usize,
+    /// A request body after decompression (`FAULTLINE_MAX_ENVELOPE_DECOMPRESSED`).
+    pub max_envelope_decompressed: usize,
+    /// Queue depth above which ingest answers 429 (`FAULTLINE_MAX_QUEUE_DEPTH`).
+    pub max_queue_depth: u64,
+    /// Free disk below which ingest answers 429 (`FAULTLINE_MIN_FREE_DISK_MB`), in bytes.
+    pub min_free_disk: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_size: 1024 * 1024,
+            max_envelope_size: 20 * 1024 * 1024,
+            max_envelope_decompressed: 100 * 1024 * 1024,
+            max_queue_depth: 1_000_000,
+            min_free_disk: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A setting that cannot be used; the message says which and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error(
+        "data directory {path} is not writable: {reason} (set FAULTLINE_DATA_DIR to a writable directory)"
+    )]
+    DataDir { path: String, reason: String },
+}
+
+/// The optional `faultline.toml`: same names as the environment variables, lower-cased,
+/// without the `FAULTLINE_` prefix (`bind`, `url`, `data_dir`, `database_url`, ...).
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    #[serde(flatten)]
+    values: HashMap<String, toml::Value>,
+}
+
+/// Where settings come from: environment variables override the file.
+struct Source {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl Source {
+    fn get(&self, env_name: &str) -> Option<String> {
+        if let Some(v) = self.env.get(env_name) {
+            return Some(v.clone()).filter(|v| !v.is_empty());
+        }
+        let key = env_name
+            .strip_prefix("FAULTLINE_")
+            .unwrap_or(env_name)
+            .to_ascii_lowercase();
+        self.file.get(&key).cloned().filter(|v| !v.is_empty())
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("{v:?} is not a whole number"),
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment and `faultline.toml` (or `$FAULTLINE_CONFIG`).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        Config::from_map(env)
+    }
+
+    /// Builds a config from explicit variables (tests use this).
+    pub fn from_map(env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let file = match env.get("FAULTLINE_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => read_file(Path::new(path), true)?,
+            None => read_file(Path::new("faultline.toml"), false)?,
+        };
+        let src = Source { env, file };
+
+        let bind_text = src
+            .get("FAULTLINE_BIND")
+            .unwrap_or_else(|| "127.0.0.1:8000".into());
+        let bind = bind_text
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "FAULTLINE_BIND",
+                reason: format!("{bind_text:?} is not an address like 127.0.0.1:8000"),
+            })?;
+
+        let public_url = match src.get("FAULTLINE_URL") {
+            Some(u) => parse_public_url(&u)?,
+            None => {
+                // A wildcard bind is not reachable as such; advertise localhost instead.
+                let host = if bind.ip().is_unspecified() {
+                    "localhost".to_string()
+                } else if bind.is_ipv6() {
+                    format!("[{}]", bind.ip())
+                } else {
+                    bind.ip().to_string()
+                };
+                parse_public_url(&format!("http://{host}:{}", bind.port()))?
+            }
+        };
+
+        let data_dir = PathBuf::from(
+            src.get("FAULTLINE_DATA_DIR")
+                .unwrap_or_else(|| "./data".into()),
+        );
+
+        let database_url = match src.get("DATABASE_URL") {
+            Some(u) => {
+                let parsed = Url::parse(&u).map_err(|e| ConfigError::Invalid {
+                    name: "DATABASE_URL",
+                    reason: format!("{e} (expected sqlite://PATH or postgres://USER@HOST/DB)"),
+                })?;
+                match parsed.scheme() {
+                    "sqlite" | "postgres" | "postgresql" => u,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            name: "DATABASE_URL",
+                            reason: format!(
+                                "scheme {other:?} is not supported (use sqlite:// or postgres://)"
+                            ),
+                        });
+                    }
+                }
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("faultline.db").display()
+            ),
+        };
+
+        let redis_url = match src.get("REDIS_URL") {
+            Some(u) => {
+                let parsed = Url::parse(&u).map_err(|e| ConfigError::Invalid {
+                    name: "REDIS_URL",
+                    reason: format!("{e} (expected redis://HOST:PORT)"),
+                })?;
+                if !matches!(parsed.scheme(), "redis" | "rediss") {
+                    return Err(ConfigError::Invalid {
+                        name: "REDIS_URL",
+                        reason: format!(
+                            "scheme {:?} is not redis:// or rediss://",
+                            parsed.scheme()
+                        ),
+                    });
+                }
+                Some(u)
+            }
+            None => None,
+        };
+
+        let smtp_url = match src.get("FAULTLINE_SMTP_URL") {
+            Some(u) => {
+                let parsed = Url::parse(&u).map_err(|e| ConfigError::Invalid {
+                    name: "FAULTLINE_SMTP_URL",
+                    reason: e.to_string(),
+                })?;
+                if !matches!(parsed.scheme(), "smtp" | "smtps") {
+                    return Err(ConfigError::Invalid {
+                        name: "FAULTLINE_SMTP_URL",
+                        reason: "use smtp://HOST:PORT or smtps://HOST:PORT".into(),
+                    });
+                }
+                Some(u)
+            }
+            None => None,
+        };
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_event_size: src.number("FAULTLINE_MAX_EVENT_SIZE", defaults.max_event_size)?,
+            max_envelope_size: src
+                .number("FAULTLINE_MAX_ENVELOPE_SIZE", defaults.max_envelope_size)?,
+            max_envelope_decompressed: src.number(
+                "FAULTLINE_MAX_ENVELOPE_DECOMPRESSED",
+                defaults.max_envelope_decompressed,
+            )?,
+            max_queue_depth: src.number("FAULTLINE_MAX_QUEUE_DEPTH", defaults.max_queue_depth)?,
+            min_free_disk: src.number::<u64>(
+                "FAULTLINE_MIN_FREE_DISK_MB",
+                defaults.min_free_disk / (1024 * 1024),
+            )? * 1024
+                * 1024,
+        };
+
+        let log_json = match src.get("FAULTLINE_LOG_FORMAT").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "FAULTLINE_LOG_FORMAT",
+                    reason: format!("{other:?} is neither text nor json"),
+                });
+            }
+        };
+
+        Ok(Config {
+            bind,
+            public_url,
+            data_dir,
+            database_url,
+            redis_url,
+            secret_key: src.get("FAULTLINE_SECRET_KEY").unwrap_or_default(),
+            jaeger_url: src
+                .get("JAEGER_URL")
+                .unwrap_or_else(|| "http://localhost:16686".into())
+                .trim_end_matches('/')
+                .to_string(),
+            limits,
+            smtp_url,
+            email_from: src
+                .get("FAULTLINE_EMAIL_FROM")
+                .unwrap_or_else(|| "faultline@localhost".into()),
+            log_json,
+        })
+    }
+
+    /// Creates the data directory and makes sure it is writable; loads or creates the
+    /// secret key there when none was configured.
+    pub fn prepare_data_dir(&mut self) -> Result<(), ConfigError> {
+        let dir_err = |e: std::io::Error| ConfigError::DataDir {
+            path: self.data_dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(&self.data_dir).map_err(dir_err)?;
+        let probe = self.data_dir.join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(dir_err)?;
+        let _ = std::fs::remove_file(&probe);
+        if self.secret_key.is_empty() {
+            let path = self.data_dir.join("secret.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) if k.trim().len() >= 32 => self.secret_key = k.trim().to_string(),
+                _ => {
+                    let key = hex::encode(rand::random::<[u8; 32]>());
+                    std::fs::write(&path, &key).map_err(dir_err)?;
+                    self.secret_key = key;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the main database is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Path of the embedded queue's own SQLite file.
+    pub fn queue_db_path(&self) -> PathBuf {
+        self.data_dir.join("queue.db")
+    }
+
+    /// The DSN of a project key, as SDKs want it.
+    pub fn dsn(&self, public_key: &str, project_id: i64) -> String {
+        let mut url = self.public_url.clone();
+        let _ = url.set_username(public_key);
+        let base = url.as_str().trim_end_matches('/').to_string();
+        format!("{base}/{project_id}")
+    }
+}
+
+fn parse_public_url(u: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(u).map_err(|e| ConfigError::Invalid {
+        name: "FAULTLINE_URL",
+        reason: format!("{u:?}: {e} (expected http://HOST:PORT)"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::Invalid {
+            name: "FAULTLINE_URL",
+            reason: format!("{u:?} must be an http:// or https:// URL with a host"),
+        });
+    }
+    Ok(url)
+}
+
+fn read_file(path: &Path, required: bool) -> Result<HashMap<String, String>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(HashMap::new());
+        }
+        Err(e) => {
+            return Err(ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    let parsed: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.display().to_string(),
+        reason: e.to_string().lines().next().unwrap_or_default().to_string(),
+    })?;
+    Ok(parsed
+        .values
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // Never pick up a developer's faultline.toml in tests.
+        m.entry("FAULTLINE_CONFIG".into())
+            .or_insert_with(|| "/nonexistent/faultline.toml".into());
+        m
+    }
+
+    #[test]
+    fn defaults_derive_url_and_sqlite_path() {
+        let mut e = env(&[]);
+        e.remove("FAULTLINE_CONFIG");
+        let c = Config::from_map(e).expect("defaults are valid");
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8000/");
+        assert!(c.database_url.starts_with("sqlite://./data/faultline.db"));
+        assert!(c.is_sqlite());
+        assert_eq!(
+            c.dsn("0123456789abcdef0123456789abcdef", 7),
+            "http://0123456789abcdef0123456789abcdef@127.0.0.1:8000/7"
+        );
+    }
+
+    #[test]
+    fn missing_explicit_config_file_is_an_error() {
+        let err = Config::from_map(env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/faultline.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            ("FAULTLINE_BIND", "not an address", "FAULTLINE_BIND"),
+            ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
+            ("DATABASE_URL", "::::", "DATABASE_URL"),
+            ("FAULTLINE_URL", "ftp://x", "FAULTLINE_URL"),
+            ("REDIS_URL", "http://x", "REDIS_URL"),
+            (
+                "FAULTLINE_MAX_EVENT_SIZE",
+                "big",
+                "FAULTLINE_MAX_EVENT_SIZE",
+            ),
+            ("FAULTLINE_LOG_FORMAT", "xml", "FAULTLINE_LOG_FORMAT"),
+        ];
+        for (k, v, name) in cases {
+            let dir = std::env::temp_dir();
+            let path = dir.join(format!("faultline-test-{}.toml", std::process::id()));
+            std::fs::write(&path, "").expect("temp file");
+            let e = env(&[
+                (k, v),
+                ("FAULTLINE_CONFIG", path.to_str().unwrap_or_default()),
+            ]);
+            let err = Config::from_map(e).expect_err(k);
+            assert!(err.to_string().starts_with(name), "{k}={v}: {err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_env_wins() {
+        let path = std::env::temp_dir().join(format!("faultline-file-{}.toml", std::process::id()));
+        std::fs::write(&path, "bind = \"127.0.0.1:9100\"\nurl = \"https://errors.example.com\"\nmax_event_size = 2048\n")
+            .expect("temp file");
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", path.to_str().unwrap_or_default()),
+            ("FAULTLINE_URL", "http://override:1"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.bind.port(), 9100);
+        assert_eq!(c.public_url.as_str(), "http://override:1/");
+        assert_eq!(c.limits.max_event_size, 2048);
+    }
+
+    #[test]
+    fn unwritable_data_dir_is_reported() {
+        let path =
+            std::env::temp_dir().join(format!("faultline-file-{}-blocker", std::process::id()));
+        std::fs::write(&path, "i am a file").expect("temp file");
+        let mut c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            (
+                "FAULTLINE_DATA_DIR",
+                path.join("sub").to_str().unwrap_or_default(),
+            ),
+        ]))
+        .expect("valid");
+        let err = c.prepare_data_dir().unwrap_err();
+        assert!(err.to_string().contains("not writable"), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The main database connection (SQLite or PostgreSQL) and its migrations.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use faultline_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+
+/// Opens the configured database, tuned for Faultline's write pattern.
+pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    connect_url(&config.database_url).await
+}
+
+/// Opens a database by URL. SQLite gets WAL, a busy timeout and foreign keys, so that the
+/// worker's batched writes and the pages' reads do not block each other.
+pub async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        opts.max_connections(8).min_connections(1);
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
+        });
+    } else {
+        opts.max_connections(16).min_connections(1);
+    }
+    let db = Database::connect(opts).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open database {}: {}",
+            redact(url),
+            first_line(&e.to_string())
+        )
+    })?;
+    // Fail now, with the reason, rather than at the first request.
+    db.execute_unprepared("SELECT 1").await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach database {}: {}",
+            redact(url),
+            first_line(&e.to_string())
+        )
+    })?;
+    Ok(db)
+}
+
+/// Brings the schema up to date.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {}", first_line(&e.to_string())))
+}
+
+/// True when the connection is SQLite.
+pub fn is_sqlite(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DbBackend::Sqlite
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// Fresh, migrated databases for tests: every storage test runs on both engines.
+pub mod testing {
+    use super::*;
+
+    /// The PostgreSQL server tests create their databases on.
+    pub fn postgres_admin_url() -> String {
+        std::env::var("FAULTLINE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A new SQLite database file in a fresh temporary directory.
+    pub async fn sqlite() -> anyhow::Result<DatabaseConnection> {
+        let dir =
+            std::env::temp_dir().join(format!("faultline-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let url = format!("sqlite://{}?mode=rwc", dir.join("faultline.db").display());
+        let db = connect_url(&url).await?;
+        migrate(&db).await?;
+        Ok(db)
+    }
+
+    /// A new PostgreSQL database (`faultline_t_<random>`) on the test server. Tests fail
+    /// rather than skip when the server is missing, so "both engines" is never a lie.
+    pub async fn postgres() -> anyhow::Result<DatabaseConnection> {
+        let admin_url = postgres_admin_url();
+        let admin = connect_url(&admin_url).await?;
+        let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await?;
+        let mut url = url::Url::parse(&admin_url)?;
+        url.set_path(&name);
+        let db = connect_url(url.as_str()).await?;
+        migrate(&db).await?;
+        Ok(db)
+    }
+
+    /// Both engines, labelled, for tests that loop over them.
+    pub async fn both() -> anyhow::Result<Vec<(&'static str, DatabaseConnection)>> {
+        Ok(vec![
+            ("sqlite", sqlite().await?),
+            ("postgres", postgres().await?),
+        ])
+    }
+}

@@ -1,0 +1,11 @@
+//! Faultline's shared domain: what both the `faultline` web process and the event
+//! pipeline need — the Sentry wire protocol as types, configuration, the storage
+//! entities and the job definitions. It never depends on an HTTP framework or a job
+//! runner's runtime, so both halves can use it without pulling in the other.
+
+pub mod body;
+pub mod config;
+pub mod db;
+pub mod entity;
+pub mod jobs;
+pub mod protocol;

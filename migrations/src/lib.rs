@@ -1,0 +1,17 @@
+//! Faultline's schema. The same migrations run on SQLite and PostgreSQL: only portable
+//! column types (integers, text, blobs), times as Unix milliseconds in BIGINT columns so
+//! that range queries and indexes behave identically on both engines.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// Runs every migration in order; applied automatically at start.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}
