@@ -1,0 +1,295 @@
+//! The pipeline driver: turns queued jobs into prepared events and stores them in batches.
+//!
+//! The job runner hands over one job at a time and waits; the batcher collects every job
+//! that is waiting, does the CPU work (normalize, group, compress) off the async threads,
+//! stores the whole batch in ONE transaction and only then answers each job — so a job
+//! is acknowledged exactly when its event is committed. If a batch fails, its jobs are
+//! retried one by one, so one poison job cannot take the others down with it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use faultline_core::jobs::{EventJob, PayloadKind};
+use faultline_core::protocol::event::Event;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::normalize::{self, NormalizeContext};
+use crate::store::{self, PreparedEvent};
+use crate::{grouping, tags};
+
+/// The most jobs stored in one transaction.
+const MAX_BATCH: usize = 1000;
+
+/// Why a job was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The payload can never become an event (retrying will not help).
+    #[error("invalid event payload: {0}")]
+    Invalid(String),
+    /// The database refused the write (retry later).
+    #[error("storing the event failed: {0}")]
+    Storage(String),
+    #[error("the pipeline is shutting down")]
+    Closed,
+}
+
+struct Submitted {
+    job: EventJob,
+    done: oneshot::Sender<Result<(), PipelineError>>,
+}
+
+/// Handle to the running batcher; cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Submitted>,
+}
+
+impl Pipeline {
+    /// Starts the batcher on the current Tokio runtime.
+    pub fn start(db: DatabaseConnection) -> Pipeline {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        tokio::spawn(batcher(db, rx));
+        Pipeline { tx }
+    }
+
+    /// Processes one job; returns once its event is committed (or it failed).
+    pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Submitted { job, done })
+            .await
+            .map_err(|_| PipelineError::Closed)?;
+        wait.await.map_err(|_| PipelineError::Closed)?
+    }
+}
+
+type Waiter = oneshot::Sender<Result<(), PipelineError>>;
+
+/// A prepared batch on its way to the database, with the jobs waiting for it.
+struct ReadyBatch {
+    events: Vec<PreparedEvent>,
+    waiters: Vec<Waiter>,
+}
+
+/// Stage one: collect waiting jobs and prepare them (CPU, on blocking threads, split over
+/// the machine's cores). It runs ahead of stage two by one batch, so the CPU work of the
+/// next batch overlaps the database write of the current one.
+async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
+    let (ready_tx, ready_rx) = mpsc::channel::<ReadyBatch>(1);
+    tokio::spawn(storer(db, ready_rx));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        // A short pause lets a burst of jobs from the queue's fetch arrive together.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) =
+            batch.drain(..).map(|s| (s.job, s.done)).unzip();
+        let prepared = prepare_parallel(jobs, workers).await;
+        let mut ready = ReadyBatch {
+            events: Vec::with_capacity(prepared.len()),
+            waiters: Vec::with_capacity(prepared.len()),
+        };
+        for (p, w) in prepared.into_iter().zip(waiters) {
+            match p {
+                Ok(p) => {
+                    ready.events.push(p);
+                    ready.waiters.push(w);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "an invalid job goes to the dead-letter state");
+                    let _ = w.send(Err(e));
+                }
+            }
+        }
+        if !ready.events.is_empty() && ready_tx.send(ready).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
+async fn prepare_parallel(
+    jobs: Vec<EventJob>,
+    workers: usize,
+) -> Vec<Result<PreparedEvent, PipelineError>> {
+    let n = jobs.len();
+    let per = n.div_ceil(workers.max(1)).max(64);
+    let mut chunks: Vec<Vec<EventJob>> = Vec::new();
+    let mut it = jobs.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let len = chunk.len();
+            (
+                len,
+                tokio::task::spawn_blocking(move || {
+                    chunk.into_iter().map(prepare).collect::<Vec<_>>()
+                }),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for (len, h) in handles {
+        match h.await {
+            Ok(results) => out.extend(results),
+            Err(e) => {
+                tracing::error!(error = %e, "preparing events panicked");
+                out.extend(
+                    (0..len).map(|_| Err(PipelineError::Invalid("processing panicked".into()))),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Stage two: one transaction per batch, then every job of the batch is answered.
+async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
+    while let Some(ReadyBatch { events, waiters }) = ready.recv().await {
+        match store::store_batch(&db, &events).await {
+            Ok(outcome) => {
+                log_outcome(&outcome);
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            Err(e) if events.len() > 1 => {
+                tracing::warn!(error = %e, jobs = events.len(), "batch failed; storing its events one by one");
+                for (p, w) in events.iter().zip(waiters) {
+                    let r = store::store_batch(&db, std::slice::from_ref(p))
+                        .await
+                        .map(|o| log_outcome(&o))
+                        .map_err(|e| PipelineError::Storage(e.to_string()));
+                    let _ = w.send(r);
+                }
+            }
+            Err(e) => {
+                for w in waiters {
+                    let _ = w.send(Err(PipelineError::Storage(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn log_outcome(outcome: &store::BatchOutcome) {
+    for n in &outcome.notifications {
+        tracing::info!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
+    }
+}
+
+fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_else(Utc::now)
+}
+
+/// Normalize -> group -> extract the searchable columns -> compress. Pure CPU work.
+pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
+    let received = ms_to_datetime(job.received_ms);
+    let ctx = NormalizeContext {
+        received,
+        client_ip: job.client_ip.clone(),
+        envelope_event_id: uuid::Uuid::parse_str(&job.event_id).ok(),
+        sent_at: job
+            .sent_at
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        envelope_sdk: job
+            .envelope_sdk
+            .as_ref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+    };
+    let raw = job.payload.get().as_bytes();
+    let mut event = match job.kind {
+        PayloadKind::Event => normalize::normalize(raw, &ctx),
+        PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
+    }
+    .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    prepare_event(job.project_id, &mut event)
+}
+
+thread_local! {
+    /// A zstd context per thread: creating one per event costs as much as compressing.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// zstd level 1 with the thread's reused context.
+fn compress(json: &[u8]) -> Result<Vec<u8>, PipelineError> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Compressor::new(1)
+                    .map_err(|e| PipelineError::Invalid(e.to_string()))?,
+            );
+        }
+        match slot.as_mut() {
+            Some(c) => c
+                .compress(json)
+                .map_err(|e| PipelineError::Invalid(e.to_string())),
+            None => Err(PipelineError::Invalid("no zstd context".into())),
+        }
+    })
+}
+
+/// Groups a normalized event and builds the row data to store.
+pub fn prepare_event(project_id: i64, event: &mut Event) -> Result<PreparedEvent, PipelineError> {
+    let hashes = grouping::calculate(event).hashes;
+    let (title, culprit) = grouping::title_and_culprit(event);
+    event.title = Some(title.clone());
+    // Normalization only sets a culprit where it knows better (CSP reports); SDK-sent
+    // culprits were already dropped.
+    let culprit = event.culprit.clone().or(culprit);
+    event.culprit = culprit.clone();
+    let tags = tags::event_tags(event);
+    let main = event.main_exception();
+    let exception_type = main.and_then(|e| e.ty.clone());
+    let exception_value = main.and_then(|e| e.value.clone());
+    let json = serde_json::to_vec(&event).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    let payload = compress(&json)?;
+    let received_ms = event
+        .received
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| Utc::now().timestamp_millis());
+    Ok(PreparedEvent {
+        project_id,
+        event_id: event
+            .event_id
+            .map(|id| id.simple().to_string())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        timestamp_ms: event
+            .timestamp
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(received_ms),
+        received_ms,
+        level: event.level.unwrap_or_default().as_str().to_string(),
+        release: event.release.clone(),
+        environment: event.environment.clone(),
+        platform: event.platform.clone(),
+        trace_id: event.trace_id().map(str::to_string),
+        user_ident: event.user.as_ref().and_then(|u| u.identifier()),
+        title,
+        culprit,
+        exception_type,
+        exception_value,
+        hashes,
+        tags,
+        payload,
+    })
+}

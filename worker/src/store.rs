@@ -1,0 +1,652 @@
+//! Storing a batch of prepared events in ONE transaction: dedupe by `event_id`, find or
+//! create each issue by its grouping hashes, insert the events, sum the counters per
+//! issue and per tag value in memory and write each once, move issue states
+//! (regressions, ignored issues waking up), upsert releases.
+//!
+//! Written as portable SQL for SQLite and PostgreSQL. Concurrency: on SQLite the
+//! transaction takes the write lock first, so batches from several workers simply queue;
+//! on PostgreSQL the unique `(project_id, hash)` and `(project_id, event_id)` indexes with
+//! `ON CONFLICT` make two workers agree on one issue and one event, and counters are
+//! incremented in SQL (`x = x + n`), never read-modify-written.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::sql::{greatest, least, placeholders, stmt};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
+    Value,
+};
+
+/// One event ready to store (output of `pipeline::prepare`).
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub project_id: i64,
+    pub event_id: String,
+    pub timestamp_ms: i64,
+    pub received_ms: i64,
+    pub level: String,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    pub platform: Option<String>,
+    pub trace_id: Option<String>,
+    pub user_ident: Option<String>,
+    pub title: String,
+    pub culprit: Option<String>,
+    pub exception_type: Option<String>,
+    pub exception_value: Option<String>,
+    /// Grouping hashes, the primary one first.
+    pub hashes: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    /// zstd-compressed normalized event JSON.
+    pub payload: Vec<u8>,
+}
+
+/// An issue state change that alerts care about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    NewIssue,
+    Regression,
+    Unignored,
+}
+
+/// An issue whose state changed in this batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueNotification {
+    pub project_id: i64,
+    pub issue_id: i64,
+    pub kind: NotificationKind,
+}
+
+/// What a stored batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub notifications: Vec<IssueNotification>,
+}
+
+/// Issue statuses as stored.
+pub mod status {
+    pub const UNRESOLVED: &str = "unresolved";
+    pub const RESOLVED: &str = "resolved";
+    pub const RESOLVED_IN_NEXT_RELEASE: &str = "resolved_in_next_release";
+    pub const IGNORED: &str = "ignored";
+}
+
+/// Conditions kept in `issues.status_details` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct StatusDetails {
+    /// Ignored until this time (Unix ms).
+    pub ignore_until: Option<i64>,
+    /// Ignored until this many more events...
+    pub ignore_count: Option<i64>,
+    /// ...counted from this `times_seen`.
+    pub ignore_count_base: Option<i64>,
+    /// For "resolved in next release": the release current when it was resolved.
+    pub resolved_release: Option<String>,
+}
+
+/// Stores a batch; all or nothing.
+pub async fn store_batch(
+    db: &DatabaseConnection,
+    events: &[PreparedEvent],
+) -> Result<BatchOutcome, DbErr> {
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Sqlite {
+        // Take the write lock now: a deferred transaction that reads first and writes later
+        // fails at once with SQLITE_BUSY if another writer got in between; this way a second
+        // writer waits for the busy timeout instead.
+        txn.execute_raw(stmt(
+            backend,
+            "UPDATE projects SET issue_counter = issue_counter WHERE id = -1",
+            vec![],
+        ))
+        .await?;
+    }
+    let outcome = store_in(&txn, backend, events).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+async fn store_in(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    events: &[PreparedEvent],
+) -> Result<BatchOutcome, DbErr> {
+    let mut outcome = BatchOutcome::default();
+
+    // 1. Exactly once: drop events already stored (redelivered jobs) and repeats in the batch.
+    let mut fresh: Vec<&PreparedEvent> = Vec::with_capacity(events.len());
+    {
+        let mut by_project: BTreeMap<i64, Vec<&PreparedEvent>> = BTreeMap::new();
+        for e in events {
+            by_project.entry(e.project_id).or_default().push(e);
+        }
+        for (project_id, list) in by_project {
+            let mut existing: HashSet<String> = HashSet::new();
+            for chunk in list.chunks(500) {
+                let mut values: Vec<Value> = vec![project_id.into()];
+                values.extend(chunk.iter().map(|e| Value::from(e.event_id.clone())));
+                let sql = format!(
+                    "SELECT event_id FROM events WHERE project_id = ? AND event_id IN ({})",
+                    placeholders(chunk.len())
+                );
+                for row in txn.query_all_raw(stmt(backend, &sql, values)).await? {
+                    existing.insert(row.try_get::<String>("", "event_id")?);
+                }
+            }
+            for e in list {
+                if existing.insert(e.event_id.clone()) {
+                    fresh.push(e);
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(outcome);
+    }
+
+    // 2. Which issue each event belongs to: the first of its hashes already known.
+    let mut issue_of_hash: HashMap<(i64, String), i64> = HashMap::new();
+    {
+        let mut hashes_by_project: BTreeMap<i64, HashSet<&str>> = BTreeMap::new();
+        for e in &fresh {
+            hashes_by_project
+                .entry(e.project_id)
+                .or_default()
+                .extend(e.hashes.iter().map(String::as_str));
+        }
+        for (project_id, hashes) in hashes_by_project {
+            let hashes: Vec<&str> = hashes.into_iter().collect();
+            for chunk in hashes.chunks(500) {
+                let mut values: Vec<Value> = vec![project_id.into()];
+                values.extend(chunk.iter().map(|h| Value::from(h.to_string())));
+                let sql = format!(
+                    "SELECT hash, issue_id FROM issue_hashes WHERE project_id = ? AND hash IN ({})",
+                    placeholders(chunk.len())
+                );
+                for row in txn.query_all_raw(stmt(backend, &sql, values)).await? {
+                    issue_of_hash.insert(
+                        (project_id, row.try_get("", "hash")?),
+                        row.try_get("", "issue_id")?,
+                    );
+                }
+            }
+        }
+    }
+
+    let mut event_issue: Vec<i64> = Vec::with_capacity(fresh.len());
+    let mut new_issues: HashSet<i64> = HashSet::new();
+    for e in &fresh {
+        let known = e
+            .hashes
+            .iter()
+            .find_map(|h| issue_of_hash.get(&(e.project_id, h.clone())).copied());
+        let issue_id = match known {
+            Some(id) => id,
+            None => {
+                let primary = e.hashes.first().ok_or_else(|| {
+                    DbErr::Custom(format!("event {} has no grouping hash", e.event_id))
+                })?;
+                let created = create_issue(txn, backend, e).await?;
+                // Claim the primary hash. If another worker committed the same new hash
+                // meanwhile, its issue wins and ours is removed again.
+                let claimed = txn
+                    .query_one_raw(stmt(
+                        backend,
+                        "INSERT INTO issue_hashes (project_id, hash, issue_id) VALUES (?, ?, ?) \
+                         ON CONFLICT (project_id, hash) DO NOTHING RETURNING issue_id",
+                        vec![e.project_id.into(), primary.clone().into(), created.into()],
+                    ))
+                    .await?;
+                if claimed.is_some() {
+                    new_issues.insert(created);
+                    created
+                } else {
+                    txn.execute_raw(stmt(
+                        backend,
+                        "DELETE FROM issues WHERE id = ?",
+                        vec![created.into()],
+                    ))
+                    .await?;
+                    let row = txn
+                        .query_one_raw(stmt(
+                            backend,
+                            "SELECT issue_id FROM issue_hashes WHERE project_id = ? AND hash = ?",
+                            vec![e.project_id.into(), primary.clone().into()],
+                        ))
+                        .await?
+                        .ok_or_else(|| DbErr::RecordNotFound("grouping hash vanished".into()))?;
+                    row.try_get("", "issue_id")?
+                }
+            }
+        };
+        if let Some(primary) = e.hashes.first() {
+            issue_of_hash.insert((e.project_id, primary.clone()), issue_id);
+        }
+        // Every hash of the event now points at its issue (first writer wins).
+        for h in &e.hashes {
+            let entry = (e.project_id, h.clone());
+            if issue_of_hash.contains_key(&entry) {
+                continue;
+            }
+            txn.execute_raw(stmt(
+                backend,
+                "INSERT INTO issue_hashes (project_id, hash, issue_id) VALUES (?, ?, ?) \
+                 ON CONFLICT (project_id, hash) DO NOTHING",
+                vec![e.project_id.into(), h.clone().into(), issue_id.into()],
+            ))
+            .await?;
+            issue_of_hash.insert(entry, issue_id);
+        }
+        event_issue.push(issue_id);
+    }
+
+    // 3. Events, many rows per statement.
+    for (chunk_events, chunk_issues) in fresh.chunks(200).zip(event_issue.chunks(200)) {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let mut sql = String::from(
+            "INSERT INTO events (project_id, issue_id, event_id, timestamp, received, level, release, environment, \
+             platform, trace_id, user_ident, title, culprit, payload) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk_events.len() * 14);
+        for (i, (e, issue_id)) in chunk_events.iter().zip(chunk_issues).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(row);
+            values.extend([
+                e.project_id.into(),
+                (*issue_id).into(),
+                e.event_id.clone().into(),
+                e.timestamp_ms.into(),
+                e.received_ms.into(),
+                e.level.clone().into(),
+                e.release.clone().into(),
+                e.environment.clone().into(),
+                e.platform.clone().into(),
+                e.trace_id.clone().into(),
+                e.user_ident.clone().into(),
+                e.title.clone().into(),
+                e.culprit.clone().into(),
+                e.payload.clone().into(),
+            ]);
+        }
+        sql.push_str(" ON CONFLICT (project_id, event_id) DO NOTHING");
+        txn.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+    outcome.stored = fresh.len();
+
+    // 4. Issue counters and states, summed per issue.
+    let mut per_issue: BTreeMap<i64, IssueDelta> = BTreeMap::new();
+    for (e, issue_id) in fresh.iter().zip(&event_issue) {
+        per_issue
+            .entry(*issue_id)
+            .or_insert_with(|| IssueDelta::new(e))
+            .add(e);
+    }
+    let states = load_states(txn, backend, per_issue.keys().copied().collect()).await?;
+    let known_releases = release_dates(txn, backend, &fresh).await?;
+    for (issue_id, delta) in &per_issue {
+        let Some(state) = states.get(issue_id) else {
+            continue;
+        };
+        let mut new_status: Option<&str> = None;
+        let mut kind = None;
+        if new_issues.contains(issue_id) {
+            kind = Some(NotificationKind::NewIssue);
+        } else {
+            match state.status.as_str() {
+                status::RESOLVED => {
+                    new_status = Some(status::UNRESOLVED);
+                    kind = Some(NotificationKind::Regression);
+                }
+                status::RESOLVED_IN_NEXT_RELEASE => {
+                    let resolved_release = state.details.resolved_release.as_deref();
+                    let newer = delta.releases.iter().any(|r| {
+                        Some(r.as_str()) != resolved_release
+                            && match known_releases.get(&(delta.organization_id, r.clone())) {
+                                // A release first seen after the resolution is the "next" one.
+                                Some(created) => *created > state.resolved_at.unwrap_or(0),
+                                None => true,
+                            }
+                    });
+                    if newer {
+                        new_status = Some(status::UNRESOLVED);
+                        kind = Some(NotificationKind::Regression);
+                    }
+                }
+                status::IGNORED => {
+                    let until_passed = state
+                        .details
+                        .ignore_until
+                        .is_some_and(|t| delta.last_seen >= t);
+                    let count_reached = state.details.ignore_count.is_some_and(|n| {
+                        state.times_seen + delta.count
+                            - state.details.ignore_count_base.unwrap_or(state.times_seen)
+                            >= n
+                    });
+                    if until_passed || count_reached {
+                        new_status = Some(status::UNRESOLVED);
+                        kind = Some(NotificationKind::Unignored);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(kind) = kind {
+            outcome.notifications.push(IssueNotification {
+                project_id: delta.project_id,
+                issue_id: *issue_id,
+                kind,
+            });
+        }
+        let g = greatest(backend);
+        let l = least(backend);
+        let mut sql = format!(
+            "UPDATE issues SET times_seen = times_seen + ?, last_seen = {g}(last_seen, ?), first_seen = {l}(first_seen, ?), \
+             level = ?, last_release = COALESCE(?, last_release), first_release = COALESCE(first_release, ?)"
+        );
+        let mut values: Vec<Value> = vec![
+            delta.count.into(),
+            delta.last_seen.into(),
+            delta.first_seen.into(),
+            delta.level.clone().into(),
+            delta.last_release.clone().into(),
+            delta.first_release.clone().into(),
+        ];
+        if let Some(s) = new_status {
+            sql.push_str(", status = ?, status_details = NULL, resolved_at = NULL");
+            values.push(s.into());
+        }
+        sql.push_str(" WHERE id = ?");
+        values.push((*issue_id).into());
+        txn.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+
+    // 5. Tag values, summed per (issue, key, value).
+    let mut tag_counts: BTreeMap<(i64, &str, &str), (i64, i64, i64)> = BTreeMap::new();
+    for (e, issue_id) in fresh.iter().zip(&event_issue) {
+        for (k, v) in &e.tags {
+            let entry = tag_counts
+                .entry((*issue_id, k.as_str(), v.as_str()))
+                .or_insert((0, i64::MAX, i64::MIN));
+            entry.0 += 1;
+            entry.1 = entry.1.min(e.timestamp_ms);
+            entry.2 = entry.2.max(e.timestamp_ms);
+        }
+    }
+    let tag_rows: Vec<_> = tag_counts.into_iter().collect();
+    let (g, l) = (greatest(backend), least(backend));
+    for chunk in tag_rows.chunks(300) {
+        let mut sql = String::from(
+            "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for (i, ((issue_id, k, v), (count, first, last))) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?)");
+            values.extend([
+                (*issue_id).into(),
+                k.to_string().into(),
+                v.to_string().into(),
+                (*count).into(),
+                (*first).into(),
+                (*last).into(),
+            ]);
+        }
+        sql.push_str(&format!(
+            " ON CONFLICT (issue_id, key, value) DO UPDATE SET \
+             times_seen = issue_tag_values.times_seen + excluded.times_seen, \
+             first_seen = {l}(issue_tag_values.first_seen, excluded.first_seen), \
+             last_seen = {g}(issue_tag_values.last_seen, excluded.last_seen)"
+        ));
+        txn.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+
+    // 6. Distinct users per issue, from the `user` tag facet.
+    let with_users: Vec<i64> = per_issue
+        .iter()
+        .filter(|(_, d)| d.has_user)
+        .map(|(id, _)| *id)
+        .collect();
+    for chunk in with_users.chunks(500) {
+        let sql = format!(
+            "UPDATE issues SET users_seen = (SELECT COUNT(*) FROM issue_tag_values t \
+             WHERE t.issue_id = issues.id AND t.key = 'user') WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        txn.execute_raw(stmt(
+            backend,
+            &sql,
+            chunk.iter().map(|id| Value::from(*id)).collect(),
+        ))
+        .await?;
+    }
+
+    // 7. Releases named by events appear by themselves.
+    upsert_releases(txn, backend, &per_issue, &new_issues).await?;
+    Ok(outcome)
+}
+
+/// Counter changes for one issue in this batch.
+struct IssueDelta {
+    project_id: i64,
+    organization_id: i64,
+    count: i64,
+    first_seen: i64,
+    last_seen: i64,
+    level: String,
+    first_release: Option<String>,
+    last_release: Option<String>,
+    releases: Vec<String>,
+    has_user: bool,
+}
+
+impl IssueDelta {
+    fn new(e: &PreparedEvent) -> Self {
+        IssueDelta {
+            project_id: e.project_id,
+            organization_id: 0,
+            count: 0,
+            first_seen: e.timestamp_ms,
+            last_seen: e.timestamp_ms,
+            level: e.level.clone(),
+            first_release: e.release.clone(),
+            last_release: None,
+            releases: Vec::new(),
+            has_user: false,
+        }
+    }
+
+    fn add(&mut self, e: &PreparedEvent) {
+        self.count += 1;
+        self.first_seen = self.first_seen.min(e.timestamp_ms);
+        if e.timestamp_ms >= self.last_seen {
+            self.last_seen = e.timestamp_ms;
+            self.level = e.level.clone();
+        }
+        if let Some(r) = &e.release {
+            self.last_release = Some(r.clone());
+            if !self.releases.contains(r) {
+                self.releases.push(r.clone());
+            }
+        }
+        self.has_user |= e.user_ident.is_some();
+    }
+}
+
+struct IssueState {
+    status: String,
+    details: StatusDetails,
+    resolved_at: Option<i64>,
+    times_seen: i64,
+}
+
+async fn load_states(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    ids: Vec<i64>,
+) -> Result<HashMap<i64, IssueState>, DbErr> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "SELECT id, status, status_details, resolved_at, times_seen FROM issues WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        for row in txn
+            .query_all_raw(stmt(
+                backend,
+                &sql,
+                chunk.iter().map(|id| Value::from(*id)).collect(),
+            ))
+            .await?
+        {
+            let details: Option<String> = row.try_get("", "status_details")?;
+            out.insert(
+                row.try_get::<i64>("", "id")?,
+                IssueState {
+                    status: row.try_get("", "status")?,
+                    details: details
+                        .and_then(|d| serde_json::from_str(&d).ok())
+                        .unwrap_or_default(),
+                    resolved_at: row.try_get("", "resolved_at")?,
+                    times_seen: row.try_get("", "times_seen")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the issue for an event whose hashes are all new; returns its id.
+async fn create_issue(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    e: &PreparedEvent,
+) -> Result<i64, DbErr> {
+    let counter = txn
+        .query_one_raw(stmt(
+            backend,
+            "UPDATE projects SET issue_counter = issue_counter + 1 WHERE id = ? RETURNING issue_counter",
+            vec![e.project_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("project {} does not exist", e.project_id)))?;
+    let short_id: i64 = counter.try_get("", "issue_counter")?;
+    let row = txn
+        .query_one_raw(stmt(
+            backend,
+            "INSERT INTO issues (project_id, short_id, title, culprit, exception_type, exception_value, level, platform, \
+             status, first_seen, last_seen, times_seen, users_seen, first_release, last_release) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'unresolved', ?, ?, 0, 0, ?, ?) RETURNING id",
+            vec![
+                e.project_id.into(),
+                short_id.into(),
+                e.title.clone().into(),
+                e.culprit.clone().into(),
+                e.exception_type.clone().into(),
+                e.exception_value.clone().into(),
+                e.level.clone().into(),
+                e.platform.clone().into(),
+                e.timestamp_ms.into(),
+                e.timestamp_ms.into(),
+                e.release.clone().into(),
+                e.release.clone().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("issue insert returned no id".into()))?;
+    row.try_get("", "id")
+}
+
+/// `date_created` of the releases the events name, keyed by (organization, version).
+async fn release_dates(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    events: &[&PreparedEvent],
+) -> Result<HashMap<(i64, String), i64>, DbErr> {
+    let mut out = HashMap::new();
+    let mut pairs: BTreeMap<i64, HashSet<&str>> = BTreeMap::new();
+    for e in events {
+        if let Some(r) = &e.release {
+            pairs.entry(e.project_id).or_default().insert(r);
+        }
+    }
+    for (project_id, versions) in pairs {
+        let versions: Vec<&str> = versions.into_iter().collect();
+        let sql = format!(
+            "SELECT r.organization_id, r.version, r.date_created FROM releases r \
+             JOIN projects p ON p.organization_id = r.organization_id \
+             WHERE p.id = ? AND r.version IN ({})",
+            placeholders(versions.len())
+        );
+        let mut values: Vec<Value> = vec![project_id.into()];
+        values.extend(versions.iter().map(|v| Value::from(v.to_string())));
+        for row in txn.query_all_raw(stmt(backend, &sql, values)).await? {
+            out.insert(
+                (
+                    row.try_get("", "organization_id")?,
+                    row.try_get("", "version")?,
+                ),
+                row.try_get("", "date_created")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn upsert_releases(
+    txn: &DatabaseTransaction,
+    backend: DbBackend,
+    per_issue: &BTreeMap<i64, IssueDelta>,
+    new_issues: &HashSet<i64>,
+) -> Result<(), DbErr> {
+    // (project, version) -> (first, last, new issues)
+    let mut seen: BTreeMap<(i64, &str), (i64, i64, i64)> = BTreeMap::new();
+    for (issue_id, d) in per_issue {
+        for r in &d.releases {
+            let entry =
+                seen.entry((d.project_id, r.as_str()))
+                    .or_insert((d.first_seen, d.last_seen, 0));
+            entry.0 = entry.0.min(d.first_seen);
+            entry.1 = entry.1.max(d.last_seen);
+            if new_issues.contains(issue_id) && d.first_release.as_deref() == Some(r.as_str()) {
+                entry.2 += 1;
+            }
+        }
+    }
+    let (g, l) = (greatest(backend), least(backend));
+    let now = chrono::Utc::now().timestamp_millis();
+    for ((project_id, version), (first, last, new_count)) in seen {
+        txn.execute_raw(stmt(
+            backend,
+            &format!(
+                "INSERT INTO releases (organization_id, version, date_created, first_event, last_event, status) \
+                 SELECT organization_id, ?, ?, ?, ?, 'open' FROM projects WHERE id = ? \
+                 ON CONFLICT (organization_id, version) DO UPDATE SET \
+                 first_event = {l}(COALESCE(releases.first_event, excluded.first_event), excluded.first_event), \
+                 last_event = {g}(COALESCE(releases.last_event, excluded.last_event), excluded.last_event)"
+            ),
+            vec![version.to_string().into(), now.into(), first.into(), last.into(), project_id.into()],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            backend,
+            "INSERT INTO release_projects (release_id, project_id, new_issues) \
+             SELECT r.id, p.id, ? FROM releases r JOIN projects p ON p.organization_id = r.organization_id \
+             WHERE p.id = ? AND r.version = ? \
+             ON CONFLICT (release_id, project_id) DO UPDATE SET new_issues = release_projects.new_issues + excluded.new_issues",
+            vec![new_count.into(), project_id.into(), version.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
