@@ -1,0 +1,655 @@
+//! Ingest: `/api/{project_id}/envelope/`, `/store/` and `/security/`.
+//!
+//! The request's way: path -> credentials -> body (size limits before and while
+//! decompressing) -> envelope split -> key and project checks (in-memory cache) -> rate
+//! limit and backpressure -> one job per event on the durable queue -> `200 {"id"}` once
+//! the job is durable. Everything refused gets Relay's status code and a JSON `detail`;
+//! nothing here panics on input.
+
+pub mod keys;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use faultline_core::body::{decode_body, decode_body_bytes};
+use faultline_core::config::Limits;
+use faultline_core::jobs::PayloadKind;
+use faultline_core::protocol::auth::{self, ClientAuth};
+use faultline_core::protocol::envelope::{Envelope, ItemType};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::queue::Queue;
+use keys::{KeyCache, KeyInfo};
+use ratelimit::RateLimiter;
+
+/// What the ingest handlers share.
+pub struct IngestState {
+    pub keys: KeyCache,
+    pub queue: Queue,
+    pub limits: Limits,
+    pub rate_limiter: RateLimiter,
+    /// Free bytes on the data directory's disk, refreshed in the background.
+    pub free_disk: Arc<AtomicU64>,
+}
+
+/// Registers the ingest routes (paths are matched after slash normalization).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(["/api/{project_id}/envelope", "/api/{project_id}/envelope/"])
+            .route(web::post().to(envelope))
+            .route(web::method(Method::OPTIONS).to(preflight)),
+    )
+    .service(
+        web::resource(["/api/{project_id}/store", "/api/{project_id}/store/"])
+            .route(web::post().to(store))
+            .route(web::method(Method::OPTIONS).to(preflight)),
+    )
+    .service(
+        web::resource([
+            "/api/{project_id}/security",
+            "/api/{project_id}/security/",
+            "/api/{project_id}/csp-report",
+            "/api/{project_id}/csp-report/",
+        ])
+        .route(web::post().to(security))
+        .route(web::method(Method::OPTIONS).to(preflight)),
+    );
+}
+
+/// A refusal: status, Relay's `detail` text, optional causes and rate-limit data.
+#[derive(Debug)]
+pub struct IngestError {
+    status: StatusCode,
+    detail: String,
+    causes: Vec<String>,
+    retry_after: Option<u64>,
+    /// `X-Sentry-Rate-Limits` categories and scope when rate limited.
+    limit_scope: Option<(&'static str, &'static str)>,
+}
+
+impl IngestError {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        IngestError {
+            status,
+            detail: detail.into(),
+            causes: Vec::new(),
+            retry_after: None,
+            limit_scope: None,
+        }
+    }
+
+    fn cause(mut self, cause: impl Into<String>) -> Self {
+        self.causes.push(cause.into());
+        self
+    }
+
+    fn rate_limited(retry_after: u64, scope: &'static str, reason: &'static str) -> Self {
+        let mut e = IngestError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "event submission rejected: rate limited",
+        );
+        e.retry_after = Some(retry_after);
+        e.limit_scope = Some((scope, reason));
+        e
+    }
+
+    fn response(&self) -> HttpResponse {
+        let mut body = serde_json::json!({ "detail": self.detail });
+        if !self.causes.is_empty() {
+            body["causes"] = serde_json::json!(self.causes);
+        }
+        let mut resp = HttpResponse::build(self.status);
+        cors(&mut resp);
+        if let Ok(v) = HeaderValue::from_str(&self.detail) {
+            resp.insert_header(("X-Sentry-Error", v));
+        }
+        if let Some(secs) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+            if let Some((scope, reason)) = self.limit_scope {
+                // Every error-tracking category, for this scope (PROTOCOL.md 2.8 grammar).
+                resp.insert_header((
+                    "X-Sentry-Rate-Limits",
+                    format!("{secs}:default;error;security:{scope}:{reason}"),
+                ));
+            }
+        }
+        resp.json(body)
+    }
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.detail)
+    }
+}
+
+impl actix_web::ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
+}
+
+/// CORS for browser SDKs: any origin, readable rate-limit headers (PROTOCOL.md 2.5).
+fn cors(resp: &mut actix_web::HttpResponseBuilder) {
+    resp.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            "x-sentry-error, x-sentry-rate-limits, retry-after",
+        ))
+        .insert_header(("Cross-Origin-Resource-Policy", "cross-origin"));
+}
+
+async fn preflight() -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    cors(&mut resp);
+    resp.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "x-sentry-auth, x-requested-with, x-forwarded-for, origin, referer, accept, content-type, \
+             authentication, authorization, content-encoding, transfer-encoding, sentry-trace, baggage",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "3600"))
+        .finish()
+}
+
+fn project_id(req: &HttpRequest) -> Result<i64, IngestError> {
+    req.match_info()
+        .get("project_id")
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| IngestError::new(StatusCode::BAD_REQUEST, "bad project path parameter"))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Credentials from the headers or the query string (not the envelope yet).
+fn request_auth(req: &HttpRequest) -> Result<Option<ClientAuth>, IngestError> {
+    let headers = req.headers();
+    let query = req.query_string();
+    auth::extract_client_auth(
+        header_str(headers, "x-sentry-auth"),
+        header_str(headers, "authorization"),
+        (!query.is_empty()).then_some(query),
+    )
+    .map_err(|e| IngestError::new(status(e.status()), e.detail()))
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Reads the request body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, IngestError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            IngestError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(IngestError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body exceeded size limit",
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Decompresses per `Content-Encoding`, cut off at the decompressed limit.
+fn decode(req: &HttpRequest, body: Bytes, limit: usize) -> Result<Bytes, IngestError> {
+    let encoding = header_str(req.headers(), "content-encoding");
+    decode_body_bytes(encoding, body, limit)
+        .map_err(|e| IngestError::new(status(e.status()), e.to_string()))
+}
+
+/// The key must exist, be enabled, belong to the project in the path, and the project
+/// must be enabled.
+async fn authorize(
+    state: &IngestState,
+    auth: &ClientAuth,
+    project_id: i64,
+) -> Result<KeyInfo, IngestError> {
+    let key = state
+        .keys
+        .get(&auth.public_key)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "key lookup failed");
+            IngestError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key lookup failed; try again",
+            )
+        })?
+        .ok_or_else(|| {
+            IngestError::new(
+                StatusCode::FORBIDDEN,
+                "event submission rejected with_reason: ProjectId",
+            )
+        })?;
+    if key.project_id != project_id {
+        return Err(IngestError::new(
+            StatusCode::FORBIDDEN,
+            "event submission rejected with_reason: ProjectId",
+        ));
+    }
+    if !key.key_enabled {
+        return Err(IngestError::new(
+            StatusCode::FORBIDDEN,
+            "event submission rejected with_reason: DisabledKey",
+        ));
+    }
+    if !key.project_enabled {
+        return Err(IngestError::new(
+            StatusCode::FORBIDDEN,
+            "event submission rejected with_reason: DisabledProject",
+        ));
+    }
+    Ok(key)
+}
+
+/// Rate limit and backpressure, decided before anything is written.
+fn admit(state: &IngestState, key: &KeyInfo) -> Result<(), IngestError> {
+    if state.queue.depth() >= state.limits.max_queue_depth {
+        return Err(IngestError::rate_limited(10, "organization", "queue_full"));
+    }
+    if state.free_disk.load(Ordering::Relaxed) < state.limits.min_free_disk {
+        return Err(IngestError::rate_limited(60, "organization", "disk_full"));
+    }
+    state
+        .rate_limiter
+        .check(key.key_id, key.rate_limit_per_minute)
+        .map_err(|secs| IngestError::rate_limited(secs, "key", "key_quota"))
+}
+
+/// Only the `event_id` of an event payload; parsing it also proves the payload is JSON.
+#[derive(Deserialize)]
+struct EventIdProbe {
+    #[serde(default)]
+    event_id: Option<serde_json::Value>,
+}
+
+/// Events are JSON objects; anything else can never become an event.
+fn is_json_object(payload: &[u8]) -> bool {
+    payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Request metadata that goes into every job.
+struct JobMeta {
+    project_id: i64,
+    received_ms: i64,
+    client_ip: Option<String>,
+    sent_at: Option<String>,
+    envelope_sdk: Option<String>,
+}
+
+fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
+    let info = req.connection_info();
+    let client_ip = info.realip_remote_addr().map(|a| {
+        // `realip_remote_addr` may carry a port for the peer address.
+        a.parse::<std::net::SocketAddr>()
+            .map(|s| s.ip().to_string())
+            .unwrap_or_else(|_| a.trim_start_matches('[').trim_end_matches(']').to_string())
+    });
+    JobMeta {
+        project_id,
+        received_ms: chrono::Utc::now().timestamp_millis(),
+        client_ip,
+        sent_at: None,
+        envelope_sdk: None,
+    }
+}
+
+/// Serializes a job around the already-validated JSON payload without re-encoding it.
+fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 256);
+    let head = serde_json::json!({
+        "project_id": meta.project_id,
+        "event_id": event_id,
+        "received_ms": meta.received_ms,
+        "client_ip": meta.client_ip,
+        "sent_at": meta.sent_at,
+        "kind": kind,
+    });
+    // `head` is an object: drop its closing brace and append the raw fields.
+    let head = head.to_string();
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    if let Some(sdk) = &meta.envelope_sdk {
+        out.extend_from_slice(b",\"envelope_sdk\":");
+        out.extend_from_slice(sdk.as_bytes());
+    }
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(payload);
+    out.push(b'}');
+    out
+}
+
+/// The event id to answer with: envelope header, else payload, else a new one.
+fn pick_event_id(header: Option<uuid::Uuid>, payload: Option<&serde_json::Value>) -> String {
+    if let Some(id) = header {
+        return id.simple().to_string();
+    }
+    if let Some(id) = payload
+        .and_then(|v| v.as_str())
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    {
+        return id.simple().to_string();
+    }
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn ok_id(event_id: Option<&str>) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    cors(&mut resp);
+    match event_id {
+        Some(id) => resp.json(serde_json::json!({ "id": id })),
+        None => resp.json(serde_json::json!({})),
+    }
+}
+
+async fn enqueue(state: &IngestState, job: Vec<u8>) -> Result<(), IngestError> {
+    state.queue.enqueue(job).await.map_err(|e| {
+        tracing::error!(error = %e, "enqueue failed");
+        IngestError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "event could not be stored; try again",
+        )
+    })
+}
+
+/// `POST /api/{project_id}/envelope/`
+async fn envelope(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = project_id(&req)?;
+    let header_auth = request_auth(&req)?;
+    let body = read_body(payload, state.limits.max_envelope_size).await?;
+    let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
+    handle_envelope(&req, &state, project_id, header_auth, body).await
+}
+
+async fn handle_envelope(
+    req: &HttpRequest,
+    state: &IngestState,
+    project_id: i64,
+    header_auth: Option<ClientAuth>,
+    body: Bytes,
+) -> Result<HttpResponse, IngestError> {
+    if body.is_empty() {
+        return Err(IngestError::new(StatusCode::BAD_REQUEST, "empty envelope"));
+    }
+    let envelope = Envelope::parse(body).map_err(|e| {
+        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope").cause(e.to_string())
+    })?;
+
+    let auth = match header_auth {
+        Some(a) => a,
+        None => {
+            let dsn = envelope.headers.dsn.as_deref().ok_or_else(|| {
+                IngestError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing authorization information",
+                )
+            })?;
+            let a = ClientAuth::from_dsn_str(dsn).map_err(|_| {
+                IngestError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad envelope authentication header",
+                )
+            })?;
+            let dsn_project = faultline_core::protocol::dsn::Dsn::parse(dsn)
+                .map(|d| d.project_id())
+                .ok();
+            if dsn_project.is_some_and(|p| p as i64 != project_id) {
+                return Err(
+                    IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                        .cause("project id header mismatch between envelope and request"),
+                );
+            }
+            a
+        }
+    };
+    let key = authorize(state, &auth, project_id).await?;
+
+    // Every item is checked before anything is written: one oversize item refuses the
+    // whole envelope (Relay does the same), unsupported items are dropped silently.
+    let mut event_item = None;
+    for item in &envelope.items {
+        match item.headers.ty {
+            ItemType::Event | ItemType::Security | ItemType::RawSecurity => {
+                if item.payload.len() > state.limits.max_event_size {
+                    return Err(IngestError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "envelope exceeded size limits for type '{}'",
+                            item.headers.ty
+                        ),
+                    ));
+                }
+                if event_item.is_none() {
+                    event_item = Some(item);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let header_id = envelope.headers.event_id;
+    let Some(item) = event_item else {
+        // Sessions, transactions, client reports, attachments: accepted, not stored yet.
+        return Ok(ok_id(
+            header_id.map(|id| id.simple().to_string()).as_deref(),
+        ));
+    };
+    let probe: EventIdProbe = serde_json::from_slice(&item.payload).map_err(|e| {
+        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+            .cause(format!("event item is not valid JSON: {e}"))
+    })?;
+    admit(state, &key)?;
+    let event_id = pick_event_id(header_id, probe.event_id.as_ref());
+    let mut meta = job_meta(req, project_id);
+    meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
+    meta.envelope_sdk = envelope.headers.sdk.as_ref().map(|v| v.to_string());
+    let kind = match item.headers.ty {
+        ItemType::Event => PayloadKind::Event,
+        _ => PayloadKind::SecurityReport,
+    };
+    enqueue(state, job_bytes(&meta, &event_id, kind, &item.payload)).await?;
+    Ok(ok_id(Some(&event_id)))
+}
+
+/// `POST /api/{project_id}/store/`: one JSON event (or an envelope by content type).
+async fn store(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = project_id(&req)?;
+    let header_auth = request_auth(&req)?;
+    let is_envelope = header_str(req.headers(), "content-type")
+        .is_some_and(|ct| ct.starts_with("application/x-sentry-envelope"));
+    let compressed_limit = if is_envelope {
+        state.limits.max_envelope_size
+    } else {
+        state.limits.max_event_size
+    };
+    let body = read_body(payload, compressed_limit).await?;
+    if is_envelope {
+        let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
+        return handle_envelope(&req, &state, project_id, header_auth, body).await;
+    }
+    let mut body = decode(&req, body, state.limits.max_event_size)?;
+    let auth = header_auth.ok_or_else(|| {
+        IngestError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing authorization information",
+        )
+    })?;
+    let key = authorize(&state, &auth, project_id).await?;
+    // Legacy clients send base64(zlib(json)) without a Content-Encoding.
+    if body.first().is_some_and(|b| *b != b'{') {
+        body = legacy_base64_zlib(&body, state.limits.max_event_size)?;
+    }
+    let probe: EventIdProbe = serde_json::from_slice(&body)
+        .or_else(|_| {
+            // Old Python clients may write NaN/Infinity; the worker tolerates them, so only
+            // the id probe needs them gone.
+            serde_json::from_slice(&replace_non_finite(&body))
+        })
+        .map_err(|e| {
+            IngestError::new(StatusCode::BAD_REQUEST, format!("invalid JSON event: {e}"))
+        })?;
+    if !is_json_object(&body) {
+        return Err(IngestError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid JSON event: not an object",
+        ));
+    }
+    admit(&state, &key)?;
+    let event_id = pick_event_id(None, probe.event_id.as_ref());
+    let meta = job_meta(&req, project_id);
+    let body = if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+        body
+    } else {
+        Bytes::from(replace_non_finite(&body))
+    };
+    enqueue(
+        &state,
+        job_bytes(&meta, &event_id, PayloadKind::Event, &body),
+    )
+    .await?;
+    Ok(ok_id(Some(&event_id)))
+}
+
+/// Rewrites bare `NaN`, `Infinity`, `-Infinity` tokens outside strings to `null`.
+fn replace_non_finite(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut i = 0;
+    'outer: while i < json.len() {
+        let b = json[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else {
+            for token in [&b"-Infinity"[..], b"Infinity", b"NaN"] {
+                if json[i..].starts_with(token) {
+                    out.extend_from_slice(b"null");
+                    i += token.len();
+                    continue 'outer;
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+fn legacy_base64_zlib(body: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+    use base64::Engine;
+    let trimmed: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&trimmed)
+        .map_err(|_| {
+            IngestError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid JSON event: body is neither JSON nor base64",
+            )
+        })?;
+    decode_body(Some("deflate"), &raw, limit)
+        .map_err(|e| IngestError::new(status(e.status()), e.to_string()))
+}
+
+/// `POST /api/{project_id}/security/`: browser CSP reports, authenticated by `?sentry_key=`.
+async fn security(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = project_id(&req)?;
+    // Browsers cannot add headers to CSP reports: the key comes as `?sentry_key=`.
+    let auth = request_auth(&req)?.ok_or_else(|| {
+        IngestError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing authorization information",
+        )
+    })?;
+    let key = authorize(&state, &auth, project_id).await?;
+    let body = read_body(payload, state.limits.max_event_size).await?;
+    let body = decode(&req, body, state.limits.max_event_size)?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+        IngestError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid security report: {e}"),
+        )
+    })?;
+    admit(&state, &key)?;
+    let event_id = uuid::Uuid::new_v4().simple().to_string();
+    let meta = job_meta(&req, project_id);
+    enqueue(
+        &state,
+        job_bytes(&meta, &event_id, PayloadKind::SecurityReport, &body),
+    )
+    .await?;
+    Ok(ok_id(Some(&event_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_numbers_become_null_outside_strings() {
+        let input = br#"{"a":NaN,"b":"NaN and Infinity","c":[Infinity,-Infinity,1.5]}"#;
+        let out = replace_non_finite(input);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON after rewrite");
+        assert_eq!(v["a"], serde_json::Value::Null);
+        assert_eq!(v["b"], "NaN and Infinity");
+        assert_eq!(v["c"], serde_json::json!([null, null, 1.5]));
+    }
+
+    #[test]
+    fn job_embeds_payload_verbatim() {
+        let meta = JobMeta {
+            project_id: 3,
+            received_ms: 1,
+            client_ip: Some("127.0.0.1".into()),
+            sent_at: None,
+            envelope_sdk: Some(r#"{"name":"sentry.python"}"#.into()),
+        };
+        let bytes = job_bytes(&meta, "ab", PayloadKind::Event, br#"{"message":"hi"}"#);
+        let job: faultline_core::jobs::EventJob =
+            serde_json::from_slice(&bytes).expect("job parses");
+        assert_eq!(job.project_id, 3);
+        assert_eq!(job.payload.get(), r#"{"message":"hi"}"#);
+        assert_eq!(
+            job.envelope_sdk.map(|s| s.get().to_string()).as_deref(),
+            Some(r#"{"name":"sentry.python"}"#)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! faultline-app: the `faultline` binary's library — ingest, Web API, pages, CLI, and the
+//! process startup that ties them to the worker. A library so integration tests can start
+//! the real application in-process on a free port.
+
+pub mod cli;
+pub mod health;
+pub mod ingest;
+pub mod queue;
+pub mod startup;
+pub mod worker_runtime;

@@ -1,0 +1,308 @@
+//! The durable queue between ingest and the worker, on apalis: its own SQLite file
+//! (`queue.db`) in the embedded default, Redis when `REDIS_URL` is set.
+//!
+//! Ingest answers an SDK only once its job is durable. To make that cheap, jobs are
+//! group-committed: one committer task takes every job that arrived while the previous
+//! write was running and makes them durable in a single transaction (SQLite) or a single
+//! script call (Redis), then wakes all their requests. Under light load a batch is one
+//! job and adds no delay; under heavy load the batches grow by themselves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use apalis::prelude::TaskBuilder;
+use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use faultline_core::config::Config;
+use faultline_core::jobs::EVENT_QUEUE;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many attempts a job gets before it lands in the dead-letter state (apalis `Killed`/`Failed`).
+pub const MAX_ATTEMPTS: usize = 5;
+/// The largest number of jobs written in one group commit.
+const MAX_BATCH: usize = 2048;
+
+/// Where jobs are kept.
+#[derive(Clone)]
+pub enum Backend {
+    /// Embedded: apalis-sqlite on `queue.db`.
+    Sqlite(SqlitePool),
+    /// Scaled: apalis-redis.
+    Redis(redis::aio::ConnectionManager),
+}
+
+/// Why a job could not be made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue write failed: {0}")]
+    Write(String),
+    #[error("queue is shutting down")]
+    Closed,
+}
+
+struct Pending {
+    job: Vec<u8>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle for enqueuing jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::Sender<Pending>,
+    backend: Backend,
+    depth: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Opens the configured queue and starts its committer and depth gauge.
+    pub async fn open(config: &Config) -> anyhow::Result<Queue> {
+        let backend = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL is not usable: {e}"))?;
+                let conn = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    redis::aio::ConnectionManager::new(client),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("cannot reach Redis at {url}: timed out"))?
+                .map_err(|e| anyhow::anyhow!("cannot reach Redis at {url}: {e}"))?;
+                Backend::Redis(conn)
+            }
+            None => Backend::Sqlite(open_sqlite(&config.queue_db_path()).await?),
+        };
+        Ok(Queue::start(backend))
+    }
+
+    /// Starts the committer over an opened backend.
+    pub fn start(backend: Backend) -> Queue {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let depth = Arc::new(AtomicU64::new(0));
+        tokio::spawn(committer(backend.clone(), rx));
+        tokio::spawn(depth_gauge(backend.clone(), depth.clone()));
+        Queue { tx, backend, depth }
+    }
+
+    /// Makes one serialized job durable; returns once it is.
+    pub async fn enqueue(&self, job: Vec<u8>) -> Result<(), QueueError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Pending { job, done })
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(QueueError::Write(e)),
+            Err(_) => Err(QueueError::Closed),
+        }
+    }
+
+    /// Jobs waiting or running, as last measured (refreshed every second).
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// The backend, for the worker to consume from.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Checks that the queue storage answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), String> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Opens `queue.db` with full durability (group commit pays the fsync once per batch).
+pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    // apalis' setup switches its connection to `synchronous = OFF`; run it on a throwaway
+    // pool so the connections that write jobs keep FULL durability.
+    {
+        let setup_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
+        SqliteStorage::setup(&setup_pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot prepare queue {}: {e}", path.display()))?;
+        setup_pool.close().await;
+    }
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.synchronous(SqliteSynchronous::Full))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))
+}
+
+async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let jobs: Vec<Vec<u8>> = batch
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.job))
+            .collect();
+        let result = write_batch(&backend, jobs).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = batch.len(), "queue write failed");
+        }
+        for p in batch.drain(..) {
+            let _ = p.done.send(result.clone());
+        }
+    }
+}
+
+async fn write_batch(backend: &Backend, jobs: Vec<Vec<u8>>) -> Result<(), String> {
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|job| TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build())
+        .collect();
+    match backend {
+        Backend::Sqlite(pool) => {
+            let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+            apalis_sqlite::queries::push_tasks(&mut *tx, EVENT_QUEUE, &tasks)
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())
+        }
+        Backend::Redis(conn) => {
+            let mut conn = conn.clone();
+            apalis_redis::queries::push_tasks(&mut conn, &redis_config(), &tasks)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The apalis-redis settings shared by producers and consumers.
+pub fn redis_config() -> apalis_redis::Config {
+    apalis_redis::Config::default().queue(EVENT_QUEUE)
+}
+
+/// The apalis-sqlite settings shared by producers and consumers.
+pub fn sqlite_config() -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default().queue(EVENT_QUEUE)
+}
+
+/// Jobs by state, and the dead ones (failed every attempt), for operators.
+#[derive(Debug, Default)]
+pub struct QueueReport {
+    pub by_status: Vec<(String, i64)>,
+    /// (job id, attempts, last error) of dead jobs, newest first.
+    pub dead: Vec<(String, i64, Option<String>)>,
+}
+
+// Dead letters: jobs that failed every attempt, or were killed.
+
+impl Queue {
+    /// Counts by state and the newest dead jobs (embedded SQLite queue).
+    pub async fn report(&self, limit: i64) -> anyhow::Result<QueueReport> {
+        let Backend::Sqlite(pool) = &self.backend else {
+            anyhow::bail!(
+                "job listing is available for the embedded SQLite queue; inspect Redis with redis-cli"
+            );
+        };
+        let by_status = sea_orm::sqlx::query_as::<_, (String, i64)>(
+            "SELECT status, COUNT(*) FROM Jobs WHERE job_type = ?1 GROUP BY status ORDER BY status",
+        )
+        .bind(EVENT_QUEUE)
+        .fetch_all(pool)
+        .await?;
+        let dead = sea_orm::sqlx::query_as::<_, (String, i64, Option<String>)>(
+            "SELECT id, attempts, last_result FROM Jobs WHERE job_type = ?1 \
+             AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) \
+             ORDER BY done_at DESC LIMIT ?2",
+        )
+        .bind(EVENT_QUEUE)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+        Ok(QueueReport { by_status, dead })
+    }
+
+    /// Puts every dead job back in the queue with fresh attempts; returns how many.
+    pub async fn retry_dead(&self) -> anyhow::Result<u64> {
+        let Backend::Sqlite(pool) = &self.backend else {
+            anyhow::bail!("retrying dead jobs is available for the embedded SQLite queue");
+        };
+        let res = sea_orm::sqlx::query(
+            "UPDATE Jobs SET status = 'Pending', attempts = 0, lock_by = NULL, lock_at = NULL, done_at = NULL \
+             WHERE job_type = ?1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
+        )
+        .bind(EVENT_QUEUE)
+        .execute(pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+}
+
+async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        if n.is_multiple_of(10)
+            && let Backend::Sqlite(pool) = &backend
+        {
+            // Finished jobs are kept a minute (for inspection), then removed so the queue
+            // file does not grow with every event ever received. Dead jobs stay.
+            let removed = sea_orm::sqlx::query(
+                "DELETE FROM Jobs WHERE status = 'Done' AND done_at < strftime('%s', 'now') - 60",
+            )
+            .execute(pool)
+            .await;
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, "removing finished jobs failed");
+            }
+        }
+        let measured = match &backend {
+            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status IN ('Pending', 'Queued', 'Running')",
+            )
+            .bind(EVENT_QUEUE)
+            .fetch_one(pool)
+            .await
+            .ok(),
+            Backend::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("LLEN")
+                    .arg(redis_config().active_jobs_list())
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .ok()
+            }
+        };
+        if let Some(n) = measured {
+            depth.store(n.max(0) as u64, Ordering::Relaxed);
+        }
+    }
+}

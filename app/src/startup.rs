@@ -1,0 +1,168 @@
+//! Starting the processes: `serve` (web + embedded worker), `web`, `worker`.
+//!
+//! Everything that can be wrong with the configuration or the environment is found here,
+//! before serving, and reported as one line by `main`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{App, HttpServer, web};
+use faultline_core::config::Config;
+use sea_orm::DatabaseConnection;
+
+use crate::ingest::{self, IngestState, keys::KeyCache, ratelimit::RateLimiter};
+use crate::queue::Queue;
+use crate::{health, worker_runtime};
+use faultline_core::db;
+
+/// Which halves of Faultline this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub web: bool,
+    pub worker: bool,
+}
+
+/// Shared by every HTTP handler.
+pub struct AppState {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub queue: Queue,
+}
+
+/// A prepared Faultline process: configuration checked, database migrated, queue open,
+/// listener bound.
+pub struct Application {
+    config: Config,
+    db: DatabaseConnection,
+    queue: Queue,
+    listener: Option<TcpListener>,
+    roles: Roles,
+}
+
+impl Application {
+    /// Checks the environment and binds; nothing is served yet.
+    pub async fn build(mut config: Config, roles: Roles) -> anyhow::Result<Application> {
+        config.prepare_data_dir()?;
+        let db = db::connect(&config).await?;
+        db::migrate(&db).await?;
+        let queue = Queue::open(&config).await?;
+        let listener = if roles.web {
+            let l = TcpListener::bind(config.bind).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {} (set FAULTLINE_BIND to a free address)",
+                    config.bind,
+                    e
+                )
+            })?;
+            Some(l)
+        } else {
+            None
+        };
+        Ok(Application {
+            config,
+            db,
+            queue,
+            listener,
+            roles,
+        })
+    }
+
+    /// The port actually bound (tests bind port 0).
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops accepting, finishes in-flight requests and
+    /// lets the worker finish its batch.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let worker = if self.roles.worker {
+            Some(worker_runtime::spawn(self.db.clone(), self.queue.backend().clone()).await?)
+        } else {
+            None
+        };
+        if let Some(listener) = self.listener {
+            let server = http_server(self.config, self.db, self.queue, listener).await?;
+            tracing::info!("faultline is serving");
+            server.await?;
+        } else {
+            shutdown_signal().await;
+        }
+        if let Some(w) = worker {
+            w.stop().await;
+        }
+        Ok(())
+    }
+}
+
+async fn http_server(
+    config: Config,
+    db: DatabaseConnection,
+    queue: Queue,
+    listener: TcpListener,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let keys = KeyCache::start(db.clone()).await?;
+    let free_disk = Arc::new(AtomicU64::new(u64::MAX));
+    tokio::spawn(disk_gauge(config.data_dir.clone(), free_disk.clone()));
+    let ingest = web::Data::new(IngestState {
+        keys,
+        queue: queue.clone(),
+        limits: config.limits.clone(),
+        rate_limiter: RateLimiter::default(),
+        free_disk,
+    });
+    let state = web::Data::new(AppState { config, db, queue });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(ingest.clone())
+            .app_data(state.clone())
+            // SDKs always send the trailing slash, sentry-cli too; odd DSN prefixes can
+            // produce `//api/...`. Fold both before routing (Relay does the same).
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
+            .configure(ingest::routes)
+            .configure(health::routes)
+    })
+    .keep_alive(Duration::from_secs(75))
+    .shutdown_timeout(30)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn disk_gauge(dir: std::path::PathBuf, free: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        if let Ok(bytes) = fs4::available_space(&dir) {
+            free.store(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

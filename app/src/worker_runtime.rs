@@ -1,0 +1,199 @@
+//! Runs the event pipeline as an apalis worker on the queue's backend.
+//!
+//! apalis owns delivery: it fetches jobs, acknowledges each one only after our handler
+//! returns, retries failures with `MAX_ATTEMPTS`, and leaves jobs that keep failing in
+//! its dead-letter state (`Failed`/`Killed`), where `faultline jobs` shows them. The
+//! handler hands each job to the pipeline's batcher, which stores many jobs in one
+//! database transaction and answers every handler once that transaction has committed.
+
+use std::time::Duration;
+
+use apalis::prelude::*;
+use faultline_core::jobs::EventJob;
+use faultline_worker::pipeline::Pipeline;
+use sea_orm::DatabaseConnection;
+
+use crate::queue::{self, Backend as QueueBackend};
+use apalis::prelude::WorkerError;
+
+/// Jobs in flight at once: enough to fill the pipeline's batches.
+const CONCURRENCY: usize = 1024;
+/// Jobs fetched per poll.
+const FETCH_BATCH: usize = 512;
+/// How often a worker tells the queue it is alive (and re-enqueues jobs of dead workers).
+const HEARTBEAT: Duration = Duration::from_secs(3);
+/// Heartbeats a worker may miss before its locked jobs go back to the queue.
+const MISSED_HEARTBEATS: usize = 2;
+/// How often an idle worker looks for new jobs (a busy one fetches as fast as it drains).
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// A running worker; `stop` lets in-flight jobs finish (or be released) first.
+pub struct RunningWorker {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "worker did not stop within 30 s; unacknowledged jobs will be redelivered"
+            );
+        }
+    }
+}
+
+async fn handle(job: EventJob, pipeline: Data<Pipeline>) -> Result<(), BoxDynError> {
+    pipeline
+        .process(job)
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
+}
+
+/// A name for one run of a worker. apalis refuses a name whose previous holder's heartbeat
+/// is still fresh, so every run gets its own; jobs a crashed run left locked are
+/// re-enqueued by the next live worker once that run's heartbeats have lapsed
+/// ([`HEARTBEAT`] x [`MISSED_HEARTBEATS`]).
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
+    format!(
+        "faultline-{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Starts consuming the event queue; if the worker ever fails it is started again.
+pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Result<RunningWorker> {
+    let pipeline = Pipeline::start(db.clone());
+    tokio::spawn(retention_loop(db));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(async move {
+        loop {
+            let mut stopped_rx = stopped.clone();
+            let signal = async move {
+                let _ = stopped_rx.wait_for(|s| *s).await;
+                Ok::<(), std::io::Error>(())
+            };
+            let result = run_once(&backend, pipeline.clone(), signal).await;
+            if *stopped.borrow() {
+                return;
+            }
+            match result {
+                Ok(()) => tracing::warn!("worker ended unexpectedly; starting it again"),
+                Err(e) => tracing::error!(error = %e, "worker failed; starting it again in 1 s"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(RunningWorker { stop, handle })
+}
+
+/// Applies retention a minute after start, then hourly.
+async fn retention_loop(db: DatabaseConnection) {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match faultline_worker::retention::run(&db, chrono::Utc::now().timestamp_millis()).await {
+            Ok(o) if o.expired + o.over_cap > 0 => {
+                tracing::info!(
+                    expired = o.expired,
+                    over_cap = o.over_cap,
+                    "retention removed events"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention failed; will retry next hour"),
+        }
+    }
+}
+
+async fn run_once(
+    backend: &QueueBackend,
+    pipeline: Pipeline,
+    signal: impl std::future::Future<Output = Result<(), std::io::Error>> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let name = worker_name();
+    match backend {
+        QueueBackend::Sqlite(pool) => {
+            let storage = apalis_sqlite::SqliteStorage::<EventJob>::new(pool)
+                .with_config(
+                    queue::sqlite_config()
+                        .batch_size(FETCH_BATCH)
+                        .heartbeat_interval(HEARTBEAT)
+                        .missed_heartbeats(MISSED_HEARTBEATS),
+                )
+                .poll_with_strategy(IdlePoll::new());
+            WorkerBuilder::new(name)
+                .backend(storage)
+                .data(pipeline)
+                .concurrency(CONCURRENCY)
+                .build(handle)
+                .run_until(signal)
+                .await
+        }
+        QueueBackend::Redis(conn) => {
+            let storage = apalis_redis::RedisStorage::<EventJob>::new(conn.clone())
+                .with_config(
+                    queue::redis_config()
+                        .batch_size(FETCH_BATCH)
+                        .heartbeat_interval(HEARTBEAT)
+                        .missed_heartbeats(MISSED_HEARTBEATS),
+                )
+                .poll_with_strategy(IdlePoll::new());
+            WorkerBuilder::new(name)
+                .backend(storage)
+                .data(pipeline)
+                .concurrency(CONCURRENCY)
+                .build(handle)
+                .run_until(signal)
+                .await
+        }
+    }
+}
+
+/// Wakes an idle worker every [`IDLE_POLL`] so it looks for new jobs.
+///
+/// apalis' own interval strategy re-arms its timer without polling it, so after a tick
+/// that finds nothing no waker is registered and an idle worker can sleep until its next
+/// heartbeat. This one always leaves a registered tick behind.
+struct IdlePoll(tokio::time::Interval);
+
+impl IdlePoll {
+    fn new() -> Self {
+        let mut interval = tokio::time::interval(IDLE_POLL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        IdlePoll(interval)
+    }
+}
+
+impl PollStrategy for IdlePoll {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        let mut fired = false;
+        // Poll until Pending so that the next tick's waker is registered.
+        while self.0.poll_tick(cx).is_ready() {
+            fired = true;
+        }
+        if fired {
+            std::task::Poll::Ready(Some(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The durable queue and the worker: a poison job ends in the dead-letter state where
+//! operators can see it, without blocking the jobs behind it.
+
+use std::time::{Duration, Instant};
+
+use faultline_app::queue::{Backend, Queue, open_sqlite};
+use sea_orm::ConnectionTrait;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
+    let dir =
+        std::env::temp_dir().join(format!("faultline-queue-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = faultline_core::db::connect_url(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("faultline.db").display()
+    ))
+    .await
+    .expect("db");
+    faultline_core::db::migrate(&db).await.expect("migrate");
+    faultline_app::cli::create_org(&db, "acme", None, None)
+        .await
+        .expect("org");
+    let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+        .await
+        .expect("project");
+
+    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    let queue = Queue::start(Backend::Sqlite(pool.clone()));
+    let job = |payload: &str, id: &str| {
+        format!(
+            r#"{{"project_id":{project_id},"event_id":"{id}","received_ms":1,"client_ip":null,"kind":"event","payload":{payload}}}"#
+        )
+        .into_bytes()
+    };
+    // Not an event object: can never be processed.
+    queue
+        .enqueue(job("[1, 2, 3]", "00000000000000000000000000000001"))
+        .await
+        .expect("enqueue poison");
+    let good = "0123456789abcdef0123456789abcdef";
+    queue
+        .enqueue(job(r#"{"message": "fine"}"#, good))
+        .await
+        .expect("enqueue good");
+
+    let worker = faultline_app::worker_runtime::spawn(db.clone(), Backend::Sqlite(pool))
+        .await
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = queue.report(10).await.expect("report");
+        if report.dead.len() == 1 {
+            assert_eq!(report.dead[0].0.len(), 26, "a job id");
+            assert!(
+                report.dead[0]
+                    .2
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("invalid event payload"),
+                "{report:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poison job never went dead: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) FROM events WHERE event_id = '{good}'"),
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get_by_index::<i64>(0)
+        .expect("count");
+    assert_eq!(stored, 1, "the good job behind the poison one was stored");
+    // Operators can put dead jobs back.
+    assert_eq!(queue.retry_dead().await.expect("retry"), 1);
+    worker.stop().await;
+}
