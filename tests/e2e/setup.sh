@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real clients the end-to-end suites drive: sentry-sdk, pytest and
+# sentry-cli 2.x from PyPI; @sentry/node, @sentry/browser, @sentry/cli 3.x, esbuild and
+# playwright-core from npm; Chromium from Debian. Idempotent: a stamp per step.
+set -euo pipefail
+WORK=${1:?work dir}
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$WORK"
+
+if [ ! -f "$WORK/venv/.stamp-v2" ]; then
+  echo "installing Python test clients into $WORK/venv"
+  python3 -m venv "$WORK/venv"
+  "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check \
+    'sentry-sdk==2.75.0' 'brotli==1.1.0' 'pytest==8.4.2' 'sentry-cli==2.58.6' 'zstandard==0.25.0'
+  touch "$WORK/venv/.stamp-v2"
+fi
+
+if [ ! -f "$WORK/node/.stamp-v1" ]; then
+  echo "installing Node test clients into $WORK/node"
+  mkdir -p "$WORK/node"
+  cp "$HERE/package.json" "$WORK/node/package.json"
+  (cd "$WORK/node" && npm install --no-audit --no-fund --loglevel=error)
+  touch "$WORK/node/.stamp-v1"
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Chromium from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq chromium >/dev/null
+fi
