@@ -250,7 +250,7 @@ fn compress(json: &[u8]) -> Result<Vec<u8>, PipelineError> {
 
 /// Groups a normalized event and builds the row data to store.
 pub fn prepare_event(project_id: i64, event: &mut Event) -> Result<PreparedEvent, PipelineError> {
-    let hashes = grouping::calculate(event).hashes;
+    let hashes = grouping::hashes(event);
     let (title, culprit) = grouping::title_and_culprit(event);
     event.title = Some(title.clone());
     // Normalization only sets a culprit where it knows better (CSP reports); SDK-sent

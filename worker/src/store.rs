@@ -349,14 +349,28 @@ async fn store_in(
         let g = greatest(backend);
         let l = least(backend);
         let mut sql = format!(
-            "UPDATE issues SET times_seen = times_seen + ?, last_seen = {g}(last_seen, ?), first_seen = {l}(first_seen, ?), \
-             level = ?, last_release = COALESCE(?, last_release), first_release = COALESCE(first_release, ?)"
+            // Like Sentry, the issue shows its newest event's title, culprit and level; the
+            // CASEs read the old last_seen, so an older batch arriving late changes nothing.
+            "UPDATE issues SET times_seen = times_seen + ?, \
+             level = CASE WHEN ? >= last_seen THEN ? ELSE level END, \
+             title = CASE WHEN ? >= last_seen THEN ? ELSE title END, \
+             culprit = CASE WHEN ? >= last_seen THEN ? ELSE culprit END, \
+             exception_value = CASE WHEN ? >= last_seen THEN ? ELSE exception_value END, \
+             last_seen = {g}(last_seen, ?), first_seen = {l}(first_seen, ?), \
+             last_release = COALESCE(?, last_release), first_release = COALESCE(first_release, ?)"
         );
         let mut values: Vec<Value> = vec![
             delta.count.into(),
             delta.last_seen.into(),
-            delta.first_seen.into(),
             delta.level.clone().into(),
+            delta.last_seen.into(),
+            delta.title.clone().into(),
+            delta.last_seen.into(),
+            delta.culprit.clone().into(),
+            delta.last_seen.into(),
+            delta.exception_value.clone().into(),
+            delta.last_seen.into(),
+            delta.first_seen.into(),
             delta.last_release.clone().into(),
             delta.first_release.clone().into(),
         ];
@@ -444,6 +458,9 @@ struct IssueDelta {
     first_seen: i64,
     last_seen: i64,
     level: String,
+    title: String,
+    culprit: Option<String>,
+    exception_value: Option<String>,
     first_release: Option<String>,
     last_release: Option<String>,
     releases: Vec<String>,
@@ -459,6 +476,9 @@ impl IssueDelta {
             first_seen: e.timestamp_ms,
             last_seen: e.timestamp_ms,
             level: e.level.clone(),
+            title: e.title.clone(),
+            culprit: e.culprit.clone(),
+            exception_value: e.exception_value.clone(),
             first_release: e.release.clone(),
             last_release: None,
             releases: Vec::new(),
@@ -472,6 +492,9 @@ impl IssueDelta {
         if e.timestamp_ms >= self.last_seen {
             self.last_seen = e.timestamp_ms;
             self.level = e.level.clone();
+            self.title = e.title.clone();
+            self.culprit = e.culprit.clone();
+            self.exception_value = e.exception_value.clone();
         }
         if let Some(r) = &e.release {
             self.last_release = Some(r.clone());

@@ -143,3 +143,36 @@ fn grouping_parity_with_sentry() {
         "grouping parity {passed} of {total} is below 90 %"
     );
 }
+
+/// The pipeline's fast path agrees with the full calculation on every fixture.
+#[test]
+fn hashes_only_path_matches_calculate() {
+    let dir = fixtures_dir();
+    let mut checked = 0;
+    for entry in
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("fixtures at {}: {e}", dir.display()))
+    {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let fixture: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        // Project fingerprint rules only apply through calculate_with.
+        if fixture["input"].get("_fingerprinting_rules").is_some() {
+            continue;
+        }
+        let raw = serde_json::to_vec(&fixture["input"]).expect("json");
+        let Ok(event) = normalize(&raw, &NormalizeContext::received_at(Utc::now())) else {
+            continue;
+        };
+        checked += 1;
+        assert_eq!(
+            faultline_worker::grouping::hashes(&event),
+            faultline_worker::grouping::calculate(&event).hashes,
+            "{name}"
+        );
+    }
+    assert!(checked > 50, "only {checked} fixtures checked");
+}

@@ -172,7 +172,7 @@ async fn events_group_into_issues_once_each_on_both_engines() {
                 &format!("SELECT title FROM issues WHERE id = {issue_id}")
             )
             .await,
-            "KeyError: 'id'"
+            "KeyError: 'name'", // the newest event names the issue
         );
         assert_eq!(
             scalar(&db, &format!("SELECT times_seen FROM issue_tag_values WHERE issue_id = {issue_id} AND key = 'release' AND value = '1.0'")).await,
@@ -477,6 +477,46 @@ async fn retention_removes_old_events_and_caps_each_issue_but_keeps_counts() {
                 .await
                 .expect("retention"),
             Default::default()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_issue_shows_its_newest_event() {
+    for (engine, db) in testing::both().await.expect("test databases") {
+        println!("newest-event test on {engine}");
+        let pid = project(&db).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut first = prepared(pid, error_event("KeyError", "'old'", "load", None, None));
+        first.timestamp_ms = now - 10_000;
+        let mut second = prepared(pid, error_event("KeyError", "'new'", "load", None, None));
+        second.timestamp_ms = now;
+        store::store_batch(&db, std::slice::from_ref(&first))
+            .await
+            .expect("store");
+        store::store_batch(&db, std::slice::from_ref(&second))
+            .await
+            .expect("store");
+        assert_eq!(
+            text(&db, "SELECT title FROM issues").await,
+            "KeyError: 'new'",
+            "{engine}"
+        );
+        // An older event arriving late does not take the title back.
+        let mut late = prepared(pid, error_event("KeyError", "'late'", "load", None, None));
+        late.timestamp_ms = now - 60_000;
+        store::store_batch(&db, std::slice::from_ref(&late))
+            .await
+            .expect("store");
+        assert_eq!(
+            text(&db, "SELECT title FROM issues").await,
+            "KeyError: 'new'",
+            "{engine}"
+        );
+        assert_eq!(
+            scalar(&db, "SELECT times_seen FROM issues").await,
+            3,
+            "{engine}"
         );
     }
 }

@@ -107,6 +107,24 @@ pub fn calculate_with(event: &Event, options: &GroupingOptions<'_>) -> Grouping 
     }
 }
 
+/// Only the hashes (primary first), without describing the variants: what the pipeline
+/// stores for every event, so it skips rendering text nobody reads.
+pub fn hashes(event: &Event) -> Vec<String> {
+    let variants = compute(event, &GroupingOptions::default());
+    let mut hashes: Vec<String> = Vec::with_capacity(variants.len());
+    for v in &variants {
+        if let Some(h) = v.hash().filter(|h| is_hash(h))
+            && !hashes.contains(&h)
+        {
+            hashes.push(h);
+        }
+    }
+    if hashes.is_empty() {
+        hashes.push(hash_strings([]));
+    }
+    hashes
+}
+
 /// Every variant with its full component tree (contributing or not), rendered like
 /// Sentry's grouping snapshots: for debugging grouping decisions and for parity tests.
 pub fn explain(event: &Event, options: &GroupingOptions<'_>) -> Vec<Variant> {
