@@ -7,7 +7,8 @@
 #
 # Only stable Rust is installed; cargo-fuzz needs unstable compiler flags (sanitizers, coverage
 # instrumentation), which RUSTC_BOOTSTRAP=1 unlocks on stable. The build goes to its own target
-# dir under fuzz/target, so it never fights the workspace build over flags or locks.
+# dir ($FAULTLINE_FUZZ_TARGET_DIR, default /var/tmp/faultline-fuzz-target: outside the clone,
+# so repeated runs from fresh clones stay quick), never fighting the workspace build.
 # A crash leaves its input in fuzz/artifacts/<target>/ and makes this script fail; reproduce it
 # with: RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file> (from fuzz/).
 set -euo pipefail
@@ -25,7 +26,7 @@ case "$seconds" in
 esac
 
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$root/fuzz/target/cargo-fuzz"
+export CARGO_TARGET_DIR="${FAULTLINE_FUZZ_TARGET_DIR:-/var/tmp/faultline-fuzz-target}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"

@@ -5,7 +5,9 @@
 
 pub mod body;
 pub mod config;
+#[cfg(feature = "storage")]
 pub mod db;
+#[cfg(feature = "storage")]
 pub mod entity;
 pub mod jobs;
 pub mod protocol;

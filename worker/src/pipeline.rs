@@ -95,7 +95,13 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
         }
         let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) =
             batch.drain(..).map(|s| (s.job, s.done)).unzip();
+        let started = std::time::Instant::now();
         let prepared = prepare_parallel(jobs, workers).await;
+        tracing::debug!(
+            jobs = prepared.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "batch prepared"
+        );
         let mut ready = ReadyBatch {
             events: Vec::with_capacity(prepared.len()),
             waiters: Vec::with_capacity(prepared.len()),
@@ -160,8 +166,14 @@ async fn prepare_parallel(
 /// Stage two: one transaction per batch, then every job of the batch is answered.
 async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
     while let Some(ReadyBatch { events, waiters }) = ready.recv().await {
+        let started = std::time::Instant::now();
         match store::store_batch(&db, &events).await {
             Ok(outcome) => {
+                tracing::debug!(
+                    events = events.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch stored"
+                );
                 log_outcome(&outcome);
                 for w in waiters {
                     let _ = w.send(Ok(()));

@@ -41,6 +41,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // FAULTLINE_LOG=faultline_worker=debug shows how long each batch spends in each stage.
+    if let Ok(filter) = std::env::var("FAULTLINE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let db = match args.engine.as_str() {
         "sqlite" => testing::sqlite().await?,
         "postgres" => testing::postgres().await?,
