@@ -148,7 +148,8 @@ async fn accepted_forms_are_stored() {
     assert_eq!(csp["type"], "csp");
 
     // Unknown and unsupported item types are dropped with 200.
-    let body = "{}\n{\"type\":\"no_such_type\"}\nabc\n{\"type\":\"session\"}\n{\"sid\":\"x\"}\n".to_string();
+    let body = "{}\n{\"type\":\"no_such_type\"}\nabc\n{\"type\":\"session\"}\n{\"sid\":\"x\"}\n"
+        .to_string();
     let a = post(
         &app.envelope_url(),
         &[("X-Sentry-Auth", &auth)],
