@@ -16,8 +16,9 @@ use sea_orm::DatabaseConnection;
 use crate::queue::{self, Backend as QueueBackend};
 use apalis::prelude::WorkerError;
 
-/// Jobs in flight at once: enough to fill the pipeline's batches.
-const CONCURRENCY: usize = 1024;
+/// Jobs in flight at once: two of the pipeline's batches, so that one batch can be
+/// prepared while the previous one is being written.
+const CONCURRENCY: usize = 4096;
 /// Jobs fetched per poll.
 const FETCH_BATCH: usize = 512;
 /// How often a worker tells the queue it is alive (and re-enqueues jobs of dead workers).

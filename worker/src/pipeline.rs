@@ -19,7 +19,7 @@ use crate::store::{self, PreparedEvent};
 use crate::{grouping, tags};
 
 /// The most jobs stored in one transaction.
-const MAX_BATCH: usize = 1000;
+const MAX_BATCH: usize = 2000;
 
 /// Why a job was not stored.
 #[derive(Debug, thiserror::Error)]

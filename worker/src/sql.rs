@@ -42,3 +42,120 @@ pub fn least(backend: DbBackend) -> &'static str {
         "MIN"
     }
 }
+
+/// A PostgreSQL array parameter built from values of one type (NULLs allowed).
+pub fn array(ty: sea_orm::sea_query::ArrayType, values: Vec<Value>) -> Value {
+    Value::Array(ty, Some(Box::new(values)))
+}
+
+/// `column IN (?, ?, …)` on SQLite; `column = ANY(?)` with one array on PostgreSQL, so the
+/// statement text (and its prepared plan) is the same whatever the list's length.
+pub fn in_list(
+    backend: DbBackend,
+    column: &str,
+    ty: sea_orm::sea_query::ArrayType,
+    values: Vec<Value>,
+) -> (String, Vec<Value>) {
+    if backend == DbBackend::Postgres {
+        (format!("{column} = ANY(?)"), vec![array(ty, values)])
+    } else {
+        (
+            format!("{column} IN ({})", placeholders(values.len())),
+            values,
+        )
+    }
+}
+
+/// A column of a bulk insert: its PostgreSQL type and the matching array element type.
+pub struct Col(pub &'static str, pub sea_orm::sea_query::ArrayType);
+
+impl Col {
+    /// Text columns that may be NULL. sea-query binds arrays without NULL elements, so on
+    /// PostgreSQL these travel as `''` and come back as NULL through `NULLIF` (an empty
+    /// release, culprit or trace id means the same as none).
+    fn nullable_text(&self) -> bool {
+        self.0 == "text?"
+    }
+
+    fn pg_type(&self) -> &'static str {
+        if self.nullable_text() { "text" } else { self.0 }
+    }
+}
+
+/// Statements inserting `rows` (values in `cols` order) with `insert` (`INSERT INTO t (a, b)`)
+/// and an optional `tail` (`ON CONFLICT ...`). SQLite gets multi-row `VALUES` in chunks
+/// (cheap in-process); PostgreSQL gets ONE statement over `UNNEST` of one array per column,
+/// whose text is the same for any number of rows: one round trip, one prepared plan.
+pub fn bulk_insert(
+    backend: DbBackend,
+    insert: &str,
+    cols: &[Col],
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+    sqlite_chunk: usize,
+) -> Vec<Statement> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    if backend == DbBackend::Postgres {
+        let mut columns: Vec<Vec<Value>> = cols
+            .iter()
+            .map(|_| Vec::with_capacity(rows.len()))
+            .collect();
+        for row in rows {
+            for ((column, value), col) in columns.iter_mut().zip(row).zip(cols) {
+                match value {
+                    Value::String(None) if col.nullable_text() => {
+                        column.push(Value::String(Some(String::new())))
+                    }
+                    other => column.push(other),
+                }
+            }
+        }
+        let unnest: Vec<String> = cols
+            .iter()
+            .map(|c| format!("?::{}[]", c.pg_type()))
+            .collect();
+        let names: Vec<String> = (1..=cols.len()).map(|i| format!("c{i}")).collect();
+        let select: Vec<String> = cols
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| {
+                if c.nullable_text() {
+                    format!("NULLIF({n}, '')")
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        let sql = format!(
+            "{insert} SELECT {} FROM UNNEST({}) AS u({}) {tail}",
+            select.join(", "),
+            unnest.join(", "),
+            names.join(", ")
+        );
+        let values = cols
+            .iter()
+            .zip(columns)
+            .map(|(c, v)| array(c.1.clone(), v))
+            .collect();
+        return vec![stmt(backend, &sql, values)];
+    }
+    let row = format!("({})", placeholders(cols.len()));
+    rows.chunks(sqlite_chunk.max(1))
+        .map(|chunk| {
+            let mut sql = format!("{insert} VALUES ");
+            let mut values = Vec::with_capacity(chunk.len() * cols.len());
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&row);
+                values.extend(r.iter().cloned());
+            }
+            sql.push(' ');
+            sql.push_str(tail);
+            stmt(backend, &sql, values)
+        })
+        .collect()
+}

@@ -1,7 +1,7 @@
 //! Pipeline benchmark: events fully processed (normalized, grouped, stored with issue,
 //! tag and release updates) per second, on a fresh SQLite or PostgreSQL database, with
 //! realistic events spread over many issues. Jobs are submitted to the real pipeline the
-//! way the apalis worker does (up to 1024 in flight).
+//! way the apalis worker does (up to 4096 in flight).
 //!
 //! ```sh
 //! pipeline-bench --engine sqlite --events 50000 --issues 1000
@@ -33,8 +33,8 @@ struct Args {
     events: usize,
     #[arg(long, default_value_t = 1000)]
     issues: usize,
-    /// Jobs in flight, as the worker runs them.
-    #[arg(long, default_value_t = 1024)]
+    /// Jobs in flight, as the worker runs them (its CONCURRENCY).
+    #[arg(long, default_value_t = 4096)]
     concurrency: usize,
 }
 
