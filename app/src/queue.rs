@@ -79,7 +79,23 @@ impl Queue {
     pub fn start(backend: Backend) -> Queue {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let depth = Arc::new(AtomicU64::new(0));
-        tokio::spawn(committer(backend.clone(), rx));
+        // The committer gets a thread of its own: on the shared runtime it waited behind
+        // thousands of worker futures and every request's latency went with it.
+        let commit_backend = backend.clone();
+        let spawned = std::thread::Builder::new()
+            .name("faultline-commit".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(committer(commit_backend, rx)),
+                    Err(e) => tracing::error!(error = %e, "cannot start the queue committer"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the queue committer thread");
+        }
         tokio::spawn(depth_gauge(backend.clone(), depth.clone()));
         Queue { tx, backend, depth }
     }
@@ -143,16 +159,72 @@ pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
             .connect_with(opts.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
-        SqliteStorage::setup(&setup_pool)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot prepare queue {}: {e}", path.display()))?;
+        // Two processes starting together (web + worker) may both run apalis' setup; the
+        // loser gets "database is locked" at once (journal-mode changes ignore the busy
+        // timeout), so retry for a few seconds.
+        let mut attempt = 0;
+        loop {
+            match SqliteStorage::setup(&setup_pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 25 && e.to_string().contains("locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot prepare queue {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+        }
         setup_pool.close().await;
     }
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(opts.synchronous(SqliteSynchronous::Full))
         .await
+        .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
+    analyze(&pool).await;
+    Ok(pool)
+}
+
+/// A second pool on `queue.db` for the worker's fetches, locks, acks and heartbeats, with
+/// `synchronous = NORMAL`: apalis commits them job by job, and with an fsync each they
+/// starved ingest's group commits (seconds of latency under load). Losing one of them in a
+/// power cut only means a job runs again, and storage is exactly-once by event id.
+pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts)
+        .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))
+}
+
+/// Refreshes the planner statistics of `queue.db` (bounded work). Without them SQLite
+/// plans apalis' batch acknowledgement (`UPDATE Jobs ... FROM json_each(?)`) as a scan of
+/// every job the worker ever locked times every acknowledged id: with a backlog of 20,000
+/// jobs one ack took 2 s, holding the write lock while ingest waited. With statistics it
+/// looks each id up in the primary key.
+async fn analyze(pool: &SqlitePool) {
+    let result = async {
+        let mut conn = pool.acquire().await?;
+        sea_orm::sqlx::query("PRAGMA analysis_limit = 400")
+            .execute(&mut *conn)
+            .await?;
+        sea_orm::sqlx::query("ANALYZE Jobs")
+            .execute(&mut *conn)
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "analyzing the queue failed");
+    }
 }
 
 async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
@@ -169,7 +241,14 @@ async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
             .iter_mut()
             .map(|p| std::mem::take(&mut p.job))
             .collect();
+        let started = std::time::Instant::now();
+        let count = jobs.len();
         let result = write_batch(&backend, jobs).await;
+        tracing::debug!(
+            jobs = count,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "group commit"
+        );
         if let Err(e) = &result {
             tracing::error!(error = %e, jobs = batch.len(), "queue write failed");
         }
@@ -180,19 +259,44 @@ async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
 }
 
 async fn write_batch(backend: &Backend, jobs: Vec<Vec<u8>>) -> Result<(), String> {
-    let tasks: Vec<_> = jobs
-        .into_iter()
-        .map(|job| TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build())
-        .collect();
     match backend {
         Backend::Sqlite(pool) => {
+            // One multi-row INSERT instead of apalis' statement per job: every statement is
+            // a round trip to sqlx's SQLite thread, and those hops cost more than the insert.
+            // The columns are apalis-sqlite 1.0's Jobs table; the apalis worker reads these
+            // rows like its own (every end-to-end test depends on it).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
             let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-            apalis_sqlite::queries::push_tasks(&mut *tx, EVENT_QUEUE, &tasks)
-                .await
-                .map_err(|e| e.to_string())?;
+            for chunk in jobs.chunks(500) {
+                let mut insert = sea_orm::sqlx::QueryBuilder::<sea_orm::sqlx::Sqlite>::new(
+                    "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority) ",
+                );
+                insert.push_values(chunk, |mut row, job| {
+                    row.push_bind(job.as_slice())
+                        .push_bind(ulid::Ulid::generate().to_string())
+                        .push_bind(EVENT_QUEUE)
+                        .push_bind("Pending")
+                        .push_bind(0i64)
+                        .push_bind(MAX_ATTEMPTS as i64)
+                        .push_bind(now)
+                        .push_bind(0i64);
+                });
+                insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             tx.commit().await.map_err(|e| e.to_string())
         }
         Backend::Redis(conn) => {
+            let tasks: Vec<_> = jobs
+                .into_iter()
+                .map(|job| TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build())
+                .collect();
             let mut conn = conn.clone();
             apalis_redis::queries::push_tasks(&mut conn, &redis_config(), &tasks)
                 .await
@@ -270,7 +374,7 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
     loop {
         tick.tick().await;
         n += 1;
-        if n.is_multiple_of(10)
+        if n.is_multiple_of(5)
             && let Backend::Sqlite(pool) = &backend
         {
             // Finished jobs are kept a minute (for inspection), then removed so the queue
@@ -283,6 +387,7 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
             if let Err(e) = removed {
                 tracing::warn!(error = %e, "removing finished jobs failed");
             }
+            analyze(pool).await;
         }
         let measured = match &backend {
             Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(

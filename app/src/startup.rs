@@ -82,7 +82,13 @@ impl Application {
     /// lets the worker finish its batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let worker = if self.roles.worker {
-            Some(worker_runtime::spawn(self.db.clone(), self.queue.backend().clone()).await?)
+            let backend = match self.queue.backend() {
+                crate::queue::Backend::Sqlite(_) => crate::queue::Backend::Sqlite(
+                    crate::queue::open_sqlite_for_worker(&self.config.queue_db_path()).await?,
+                ),
+                other => other.clone(),
+            };
+            Some(worker_runtime::spawn(self.db.clone(), backend).await?)
         } else {
             None
         };

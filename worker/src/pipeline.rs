@@ -18,6 +18,9 @@ use crate::normalize::{self, NormalizeContext};
 use crate::store::{self, PreparedEvent};
 use crate::{grouping, tags};
 
+/// Largest event payload a job may unpack to.
+const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
 /// The most jobs stored in one transaction.
 const MAX_BATCH: usize = 2000;
 
@@ -200,7 +203,7 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
 
 fn log_outcome(outcome: &store::BatchOutcome) {
     for n in &outcome.notifications {
-        tracing::info!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
+        tracing::debug!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
     }
 }
 
@@ -227,37 +230,17 @@ pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
             .as_ref()
             .and_then(|raw| serde_json::from_str(raw.get()).ok()),
     };
-    let raw = job.payload.get().as_bytes();
+    // Jobs come from our own ingest, which caps events long before this.
+    let raw = job
+        .payload_bytes(MAX_PAYLOAD)
+        .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    let raw = &raw[..];
     let mut event = match job.kind {
         PayloadKind::Event => normalize::normalize(raw, &ctx),
         PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     prepare_event(job.project_id, &mut event)
-}
-
-thread_local! {
-    /// A zstd context per thread: creating one per event costs as much as compressing.
-    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// zstd level 1 with the thread's reused context.
-fn compress(json: &[u8]) -> Result<Vec<u8>, PipelineError> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(
-                zstd::bulk::Compressor::new(1)
-                    .map_err(|e| PipelineError::Invalid(e.to_string()))?,
-            );
-        }
-        match slot.as_mut() {
-            Some(c) => c
-                .compress(json)
-                .map_err(|e| PipelineError::Invalid(e.to_string())),
-            None => Err(PipelineError::Invalid("no zstd context".into())),
-        }
-    })
 }
 
 /// Groups a normalized event and builds the row data to store.
@@ -274,7 +257,8 @@ pub fn prepare_event(project_id: i64, event: &mut Event) -> Result<PreparedEvent
     let exception_type = main.and_then(|e| e.ty.clone());
     let exception_value = main.and_then(|e| e.value.clone());
     let json = serde_json::to_vec(&event).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    let payload = compress(&json)?;
+    let payload =
+        faultline_core::compress::zstd(&json).map_err(|e| PipelineError::Invalid(e.to_string()))?;
     let received_ms = event
         .received
         .map(|t| t.timestamp_millis())

@@ -18,7 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use faultline_core::body::{decode_body, decode_body_bytes};
 use faultline_core::config::Limits;
-use faultline_core::jobs::PayloadKind;
+use faultline_core::jobs::{EventJob, PayloadKind};
 use faultline_core::protocol::auth::{self, ClientAuth};
 use faultline_core::protocol::envelope::{Envelope, ItemType};
 use futures_util::StreamExt;
@@ -311,7 +311,8 @@ fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
     }
 }
 
-/// Serializes a job around the already-validated JSON payload without re-encoding it.
+/// Serializes a job around the already-validated payload, compressed, without re-encoding
+/// the JSON.
 fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 256);
     let head = serde_json::json!({
@@ -329,8 +330,18 @@ fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) 
         out.extend_from_slice(b",\"envelope_sdk\":");
         out.extend_from_slice(sdk.as_bytes());
     }
-    out.extend_from_slice(b",\"payload\":");
-    out.extend_from_slice(payload);
+    match EventJob::pack_payload(payload) {
+        Ok(packed) => {
+            // Base64 needs no JSON escaping.
+            out.extend_from_slice(b",\"payload_zstd\":\"");
+            out.extend_from_slice(packed.as_bytes());
+            out.push(b'"');
+        }
+        Err(_) => {
+            out.extend_from_slice(b",\"payload\":");
+            out.extend_from_slice(payload);
+        }
+    }
     out.push(b'}');
     out
 }
@@ -646,7 +657,10 @@ mod tests {
         let job: faultline_core::jobs::EventJob =
             serde_json::from_slice(&bytes).expect("job parses");
         assert_eq!(job.project_id, 3);
-        assert_eq!(job.payload.get(), r#"{"message":"hi"}"#);
+        assert_eq!(
+            &*job.payload_bytes(1 << 20).expect("payload"),
+            br#"{"message":"hi"}"#
+        );
         assert_eq!(
             job.envelope_sdk.map(|s| s.get().to_string()).as_deref(),
             Some(r#"{"name":"sentry.python"}"#)

@@ -89,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
                 sent_at: None,
                 envelope_sdk: None,
                 kind: PayloadKind::Event,
-                payload: serde_json::value::RawValue::from_string(payload).expect("valid JSON"),
+                payload: None,
+                payload_zstd: Some(EventJob::pack_payload(payload.as_bytes()).expect("pack")),
             }
         })
         .collect();
