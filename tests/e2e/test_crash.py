@@ -78,3 +78,61 @@ def test_sigkill_loses_no_acknowledged_event():
         print(f"crash test: {len(acked)} acknowledged, {len(stored)} stored, 3 SIGKILLs")
     finally:
         srv.stop()
+
+
+def test_sigkill_of_a_separate_worker_loses_nothing():
+    """`faultline web` keeps accepting while the `faultline worker` beside it is killed
+    with SIGKILL three times; every acknowledged event is stored exactly once."""
+    import os
+    import subprocess
+
+    from conftest import BIN
+
+    srv = Server(tempfile.mkdtemp(prefix="faultline-crash-worker-"))
+    srv.cli("org", "create", "acme")
+    srv.dsn = srv.cli("project", "create", "--org", "acme", "crash")
+    web = subprocess.Popen([BIN, "web"], env=srv.env, stdout=srv.log, stderr=srv.log)
+    srv.proc = web
+    deadline = time.time() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(srv.url + "/healthz", timeout=1):
+                break
+        except OSError:
+            assert time.time() < deadline, "web did not start"
+            time.sleep(0.1)
+    start_worker = lambda: subprocess.Popen([BIN, "worker"], env=srv.env, stdout=srv.log, stderr=srv.log)
+    worker = start_worker()
+    acked, stop, lock = [], threading.Event(), threading.Lock()
+    threads = [threading.Thread(target=sender, args=(srv, acked, stop, lock)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            time.sleep(1.5)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start_worker()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        assert len(acked) > 100, f"only {len(acked)} events were acknowledged"
+        deadline = time.time() + 90
+        while True:
+            with srv.db() as conn:
+                rows = conn.execute("SELECT event_id, COUNT(*) FROM events GROUP BY event_id").fetchall()
+            stored = {r[0]: r[1] for r in rows}
+            missing = [e for e in acked if e not in stored]
+            if not missing or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert not missing, f"{len(missing)} of {len(acked)} acknowledged events were lost"
+        assert all(n == 1 for n in stored.values()), "an event was stored twice"
+        print(f"worker crash test: {len(acked)} acknowledged, {len(stored)} stored, 3 SIGKILLs of the worker")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        srv.stop()
