@@ -40,6 +40,24 @@ def sender(srv, acked, stop, lock):
             time.sleep(0.02)  # server down: keep trying, as SDKs would with new events
 
 
+def assert_stored_exactly_once(srv, acked, timeout=90):
+    """Waits for the worker to drain, then checks every acknowledged id is stored once."""
+    assert len(acked) > 100, f"only {len(acked)} events were acknowledged"
+    deadline = time.time() + timeout
+    while True:
+        with srv.db() as conn:
+            rows = conn.execute("SELECT event_id, COUNT(*) FROM events GROUP BY event_id").fetchall()
+        stored = {r[0]: r[1] for r in rows}
+        missing = [e for e in acked if e not in stored]
+        if not missing or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged events were lost: {missing[:5]}"
+    duplicated = [e for e, n in stored.items() if n != 1]
+    assert not duplicated, f"stored more than once: {duplicated[:5]}"
+    return stored
+
+
 def test_sigkill_loses_no_acknowledged_event():
     srv = Server(tempfile.mkdtemp(prefix="faultline-crash-"))
     srv.cli("org", "create", "acme")
@@ -62,19 +80,7 @@ def test_sigkill_loses_no_acknowledged_event():
         for t in threads:
             t.join()
     try:
-        assert len(acked) > 100, f"only {len(acked)} events were acknowledged"
-        deadline = time.time() + 60
-        while True:
-            with srv.db() as conn:
-                rows = conn.execute("SELECT event_id, COUNT(*) FROM events GROUP BY event_id").fetchall()
-            stored = {r[0]: r[1] for r in rows}
-            missing = [e for e in acked if e not in stored]
-            if not missing or time.time() > deadline:
-                break
-            time.sleep(0.5)
-        assert not missing, f"{len(missing)} of {len(acked)} acknowledged events were lost: {missing[:5]}"
-        duplicated = [e for e, n in stored.items() if n != 1]
-        assert not duplicated, f"stored more than once: {duplicated[:5]}"
+        stored = assert_stored_exactly_once(srv, acked)
         print(f"crash test: {len(acked)} acknowledged, {len(stored)} stored, 3 SIGKILLs")
     finally:
         srv.stop()
@@ -119,18 +125,7 @@ def test_sigkill_of_a_separate_worker_loses_nothing():
         for t in threads:
             t.join()
     try:
-        assert len(acked) > 100, f"only {len(acked)} events were acknowledged"
-        deadline = time.time() + 90
-        while True:
-            with srv.db() as conn:
-                rows = conn.execute("SELECT event_id, COUNT(*) FROM events GROUP BY event_id").fetchall()
-            stored = {r[0]: r[1] for r in rows}
-            missing = [e for e in acked if e not in stored]
-            if not missing or time.time() > deadline:
-                break
-            time.sleep(0.5)
-        assert not missing, f"{len(missing)} of {len(acked)} acknowledged events were lost"
-        assert all(n == 1 for n in stored.values()), "an event was stored twice"
+        stored = assert_stored_exactly_once(srv, acked)
         print(f"worker crash test: {len(acked)} acknowledged, {len(stored)} stored, 3 SIGKILLs of the worker")
     finally:
         worker.terminate()
