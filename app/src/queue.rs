@@ -178,6 +178,7 @@ pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
                 }
             }
         }
+        seed_statistics(&setup_pool).await;
         setup_pool.close().await;
     }
     let pool = SqlitePoolOptions::new()
@@ -185,7 +186,6 @@ pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
         .connect_with(opts.synchronous(SqliteSynchronous::Full))
         .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
-    analyze(&pool).await;
     Ok(pool)
 }
 
@@ -206,6 +206,46 @@ pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<Sq
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))
 }
 
+/// Gives the planner statistics before any connection prepares apalis' statements.
+///
+/// A statement keeps the plan it was prepared with, and a fresh `queue.db` has no
+/// statistics: the worker's connection then planned the batch ack (`UPDATE Jobs ... FROM
+/// json_each(?) ... AND lock_by = ?`) as a walk over every job it ever locked, re-parsing
+/// the JSON list for each — one core busy in SQLite's JSON code and ingest stalled behind
+/// the write lock. Seeded numbers say what is true of this table at any size: `id` is
+/// unique, `lock_by` is shared by many jobs.
+async fn seed_statistics(pool: &SqlitePool) {
+    let result = async {
+        let mut conn = pool.acquire().await?;
+        sea_orm::sqlx::query("ANALYZE").execute(&mut *conn).await?;
+        let seeded = sea_orm::sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'Jobs' AND stat NOT LIKE '0%'",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if seeded == 0 {
+            sea_orm::sqlx::query("DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs'")
+                .execute(&mut *conn)
+                .await?;
+            sea_orm::sqlx::query(
+                "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES \
+                 ('Jobs', 'sqlite_autoindex_Jobs_1', '100000 1'), ('Jobs', 'LIdx', '100000 20000')",
+            )
+            .execute(&mut *conn)
+            .await?;
+            // Makes the new numbers visible to the planner.
+            sea_orm::sqlx::query("ANALYZE sqlite_schema")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok::<(), sea_orm::sqlx::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "seeding the queue's planner statistics failed");
+    }
+}
+
 /// Refreshes the planner statistics of `queue.db` (bounded work). Without them SQLite
 /// plans apalis' batch acknowledgement (`UPDATE Jobs ... FROM json_each(?)`) as a scan of
 /// every job the worker ever locked times every acknowledged id: with a backlog of 20,000
@@ -214,12 +254,21 @@ pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<Sq
 async fn analyze(pool: &SqlitePool) {
     let result = async {
         let mut conn = pool.acquire().await?;
+        // A nearly empty table would replace the seeded numbers with zeros.
+        let rows: i64 =
+            sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM Jobs LIMIT 1000)")
+                .fetch_one(&mut *conn)
+                .await?;
+        if rows < 1000 {
+            return Ok(());
+        }
         sea_orm::sqlx::query("PRAGMA analysis_limit = 400")
             .execute(&mut *conn)
             .await?;
         sea_orm::sqlx::query("ANALYZE Jobs")
             .execute(&mut *conn)
             .await
+            .map(|_| ())
     }
     .await;
     if let Err(e) = result {

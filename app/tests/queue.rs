@@ -83,3 +83,29 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     assert_eq!(queue.retry_dead().await.expect("retry"), 1);
     worker.stop().await;
 }
+
+/// The plan of apalis' batch acknowledgement on a fresh queue file: looking each id up in
+/// the primary key, not walking every job the worker locked (which, before statistics were
+/// seeded, took one core and stalled ingest for seconds under load).
+#[tokio::test]
+async fn a_fresh_queue_plans_batch_acks_by_primary_key() {
+    let dir =
+        std::env::temp_dir().join(format!("faultline-plan-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    let plan: Vec<(i64, i64, i64, String)> = sea_orm::sqlx::query_as(
+        "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'status' AS status \
+         FROM json_each(?1)) UPDATE Jobs SET status = j.status FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2",
+    )
+    .bind("[]")
+    .bind("worker")
+    .fetch_all(&pool)
+    .await
+    .expect("plan");
+    let text: Vec<String> = plan.into_iter().map(|r| r.3).collect();
+    assert!(
+        text.iter().any(|l| l.contains("sqlite_autoindex_Jobs_1"))
+            && !text.iter().any(|l| l.contains("LIdx")),
+        "ack plan: {text:?}"
+    );
+}
