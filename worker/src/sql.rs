@@ -159,3 +159,13 @@ pub fn bulk_insert(
         })
         .collect()
 }
+
+/// [`in_list`] for 64-bit ids.
+pub fn in_ids(backend: DbBackend, column: &str, ids: &[i64]) -> (String, Vec<Value>) {
+    in_list(
+        backend,
+        column,
+        sea_orm::sea_query::ArrayType::BigInt,
+        ids.iter().map(|id| Value::from(*id)).collect(),
+    )
+}

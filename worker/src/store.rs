@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::sea_query::ArrayType;
 
-use crate::sql::{Col, bulk_insert, greatest, in_list, least, placeholders, stmt};
+use crate::sql::{Col, bulk_insert, greatest, in_ids, in_list, least, placeholders, stmt};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
@@ -445,12 +445,7 @@ async fn store_in(
         .map(|(id, _)| *id)
         .collect();
     for chunk in with_users.chunks(500) {
-        let (cond, list) = in_list(
-            backend,
-            "id",
-            ArrayType::BigInt,
-            chunk.iter().map(|id| Value::from(*id)).collect(),
-        );
+        let (cond, list) = in_ids(backend, "id", chunk);
         let sql = format!(
             "UPDATE issues SET users_seen = (SELECT COUNT(*) FROM issue_tag_values t \
              WHERE t.issue_id = issues.id AND t.key = 'user') WHERE {cond}"
@@ -584,12 +579,7 @@ async fn load_states(
 ) -> Result<HashMap<i64, IssueState>, DbErr> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let (cond, list) = in_list(
-            backend,
-            "id",
-            ArrayType::BigInt,
-            chunk.iter().map(|id| Value::from(*id)).collect(),
-        );
+        let (cond, list) = in_ids(backend, "id", chunk);
         let sql = format!(
             "SELECT id, status, status_details, resolved_at, times_seen FROM issues WHERE {cond}"
         );
