@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::ingest::{self, IngestState, keys::KeyCache, ratelimit::RateLimiter};
 use crate::queue::Queue;
-use crate::{health, worker_runtime};
+use crate::{api, health, worker_runtime};
 use faultline_core::db;
 
 /// Which halves of Faultline this process runs.
@@ -122,6 +122,7 @@ async fn http_server(
         rate_limiter: RateLimiter::default(),
         free_disk,
     });
+    api::blobs::spawn_collector(db.clone());
     let state = web::Data::new(AppState { config, db, queue });
     let server = HttpServer::new(move || {
         App::new()
@@ -130,6 +131,7 @@ async fn http_server(
             // SDKs always send the trailing slash, sentry-cli too; odd DSN prefixes can
             // produce `//api/...`. Fold both before routing (Relay does the same).
             .wrap(NormalizePath::new(TrailingSlash::Trim))
+            .configure(api::routes)
             .configure(ingest::routes)
             .configure(health::routes)
     })

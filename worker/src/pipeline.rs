@@ -129,6 +129,8 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
 }
 
 /// A job after the first CPU stage: ready to store, or waiting for source maps.
+// Stages live for one batch only; boxing the common variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 pub enum Stage {
     Ready(PreparedEvent),
     /// A normalized event with JavaScript frames, of this project.

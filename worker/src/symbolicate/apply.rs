@@ -27,7 +27,7 @@ pub fn is_js_frame(event_platform: Option<&str>, frame: &Frame) -> bool {
     if !matches!(platform, Some("javascript" | "node")) {
         return false;
     }
-    if !frame.lineno.is_some_and(|l| l > 0) {
+    if frame.lineno.is_none_or(|l| l == 0) {
         return false;
     }
     match frame_path(frame) {
@@ -81,12 +81,12 @@ pub fn for_each_stacktrace(
     }
 }
 
+/// What was found for a frame's file, by its path and debug id.
+pub type Outcomes<'a> = dyn Fn(&str, Option<&str>) -> Option<Arc<FileOutcome>> + 'a;
+
 /// Rewrites the event's JavaScript frames; `outcome` tells what was found for a frame's
 /// file (by its path and debug id). Returns a report per JavaScript frame.
-pub fn apply(
-    event: &mut Event,
-    outcome: &dyn Fn(&str, Option<&str>) -> Option<Arc<FileOutcome>>,
-) -> Vec<FrameReport> {
+pub fn apply(event: &mut Event, outcome: &Outcomes<'_>) -> Vec<FrameReport> {
     let platform = event.platform.clone();
     let debug_ids = super::debug_ids(event);
     let mut reports = Vec::new();

@@ -5,7 +5,7 @@
 //!
 //! For each JavaScript frame the minified file is found by debug id (`debug_meta.images`
 //! of type `sourcemap` whose `code_file` is the frame's file), else by the event's release
-//! + dist and the frame's URL candidates (`urls::candidates`); its map is the file with the
+//! and dist and the frame's URL candidates (`urls::candidates`); its map is the file with the
 //! same debug id, else the one its `Sourcemap` header or `sourceMappingURL` comment names
 //! (relative to the file's URL, or inline as a `data:` URL). Lookups for a whole batch of
 //! events are a handful of queries (`lookup`); parsed files are kept in bounded LRUs keyed
