@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::ingest::{self, IngestState, keys::KeyCache, ratelimit::RateLimiter};
 use crate::queue::Queue;
-use crate::{health, worker_runtime};
+use crate::{api, health, worker_runtime};
 use faultline_core::db;
 
 /// Which halves of Faultline this process runs.
@@ -147,6 +147,7 @@ async fn http_server(
         db: db.clone(),
         token: config.metrics_token.clone(),
     });
+    api::blobs::spawn_collector(db.clone());
     let state = web::Data::new(AppState { config, db, queue });
     let traced = crate::telemetry::enabled();
     let server = HttpServer::new(move || {
@@ -160,6 +161,7 @@ async fn http_server(
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             // Outermost, so the span covers the whole request; absent unless tracing is on.
             .wrap(Condition::new(traced, crate::telemetry::http::RequestSpans))
+            .configure(api::routes)
             .configure(ingest::routes)
             .configure(health::routes)
     })
