@@ -412,6 +412,16 @@ async fn tokens_authenticate_and_stay_inside_their_organization() {
     let r = api.get("organizations/nope/releases/").await;
     assert_eq!(r.status, 404);
     assert!(r.detail().contains("nope"));
+    let r = call(
+        "PATCH",
+        &api.url("organizations/acme/releases/"),
+        Some(&api.token),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 405);
+    assert!(r.detail().contains("PATCH"));
     // Garbage JSON: 400 with a detail.
     let r = call(
         "POST",
