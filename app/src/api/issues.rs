@@ -630,12 +630,7 @@ pub async fn issue_row(
 
 /// The base URL of links to pages (`FAULTLINE_URL`).
 pub fn page_base(auth: &ApiAuth) -> String {
-    auth.state
-        .config
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_string()
+    auth.public_url.clone()
 }
 
 /// `{id}` or `{org}/{id}` from the two routes of one issue.
