@@ -3,9 +3,12 @@
 //! the real application in-process on a free port.
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod queue;
 pub mod startup;
+pub mod telemetry;
 pub mod worker_runtime;

@@ -457,6 +457,43 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
         };
         if let Some(n) = measured {
             depth.store(n.max(0) as u64, Ordering::Relaxed);
+            faultline_core::metrics::get().queue_depth.set(n.max(0));
+        }
+        if let Some(age) = oldest_waiting_age(&backend).await {
+            faultline_core::metrics::get().queue_oldest_age.set(age);
+        }
+    }
+}
+
+/// Seconds the oldest waiting job has waited (0 when none waits), for `/metrics`.
+async fn oldest_waiting_age(backend: &Backend) -> Option<f64> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    match backend {
+        // `run_at` is when the job became runnable, in seconds.
+        Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(run_at) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
+        )
+        .bind(EVENT_QUEUE)
+        .fetch_one(pool)
+        .await
+        .ok()
+        .map(|oldest| oldest.map_or(0.0, |s| ((now_ms - s * 1000).max(0)) as f64 / 1000.0)),
+        // apalis-redis appends job ids (ULIDs, which carry their creation time) to the
+        // active list and fetches from its head.
+        Backend::Redis(conn) => {
+            let mut conn = conn.clone();
+            let head: Option<String> = redis::cmd("LINDEX")
+                .arg(redis_config().active_jobs_list())
+                .arg(0)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            Some(
+                head.and_then(|id| ulid::Ulid::from_string(&id).ok())
+                    .map_or(0.0, |u| {
+                        ((now_ms - u.timestamp_ms() as i64).max(0)) as f64 / 1000.0
+                    }),
+            )
         }
     }
 }

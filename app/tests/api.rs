@@ -354,6 +354,10 @@ async fn tokens_authenticate_and_stay_inside_their_organization() {
         "organizations/acme/chunk-upload/",
         "organizations/acme/releases/",
         "organizations/acme/projects/",
+        "organizations/acme/issues/",
+        "projects/acme/web/issues/",
+        "projects/acme/web/events/",
+        "projects/acme/web/releases/",
     ] {
         let r = call("GET", &api.url(path), Some(&api.other_token), None, vec![]).await;
         assert_eq!(r.status, 404, "{path}: {}", r.text());
@@ -408,6 +412,16 @@ async fn tokens_authenticate_and_stay_inside_their_organization() {
     let r = api.get("organizations/nope/releases/").await;
     assert_eq!(r.status, 404);
     assert!(r.detail().contains("nope"));
+    let r = call(
+        "PATCH",
+        &api.url("organizations/acme/releases/"),
+        Some(&api.token),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 405);
+    assert!(r.detail().contains("PATCH"));
     // Garbage JSON: 400 with a detail.
     let r = call(
         "POST",
@@ -515,6 +529,17 @@ async fn chunk_upload_checks_and_stores_chunks() {
             .await;
         assert_eq!(r.status, 413, "{}", r.text());
         assert!(r.detail().contains("Chunk size too large"));
+        // A request over maxRequestSize as sent.
+        let max_request = opts["maxRequestSize"].as_u64().expect("n") as usize;
+        let huge = vec![7u8; max_request + 1];
+        let r = api
+            .multipart(
+                "organizations/acme/chunk-upload/",
+                &[Part("file", Some(&sha1_hex(&huge)), &huge)],
+            )
+            .await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.detail().contains("Request too large"));
         // Garbage: not gzip, not multipart, a broken multipart body.
         let r = api
             .multipart(
@@ -767,6 +792,9 @@ async fn assembly_failures_are_reported_as_error_states() {
             assert_eq!(r.status, 400, "{body}: {}", r.text());
             assert!(r.detail().contains(expect), "{body}: {}", r.text());
         }
+        // An oversize JSON body: 413.
+        let r = assemble(json!({"checksum": "a".repeat(40), "chunks": vec!["a".repeat(40); 200_000], "projects": ["web"]})).await;
+        assert_eq!(r.status, 413, "{}", r.text());
         // Nothing was indexed by any of it.
         assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 0);
         // An unknown checksum with no chunks: not found (sentry-cli polls like this).
@@ -774,6 +802,60 @@ async fn assembly_failures_are_reported_as_error_states() {
             .await
             .json();
         assert_eq!(s["state"], "not_found");
+    }
+}
+
+/// What other processes see while an assembly runs, and what happens to one whose
+/// process died: `assembling` while it is fresh, assembled anew once it is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assembly_in_progress_elsewhere_and_abandoned_assemblies() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let file = bundle(true, Some("p1"));
+        let checksum = sha1_hex(&file);
+        let ids = upload_chunks(&api, &file, 1 << 20).await;
+        let body =
+            json!({"checksum": checksum, "chunks": ids, "projects": ["web"], "version": "p1"});
+        let now = chrono::Utc::now().timestamp_millis();
+        // Another process claimed it a moment ago and is still assembling.
+        api.app
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO assemble_tasks (organization_id, checksum, kind, state, detail, created_at, updated_at) \
+                 SELECT id, '{checksum}', 'artifact_bundle', 'assembling', NULL, {now}, {now} FROM organizations WHERE slug = 'acme'"
+            ))
+            .await
+            .expect("insert");
+        let s = api
+            .post("organizations/acme/artifactbundle/assemble/", body.clone())
+            .await
+            .json();
+        assert_eq!(s["state"], "assembling", "{s}");
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 0);
+        // That process died: after the stale period the next request assembles it.
+        api.app
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE assemble_tasks SET updated_at = {} WHERE checksum = '{checksum}'",
+                now - 3_600_000
+            ))
+            .await
+            .expect("update");
+        let s = api
+            .post("organizations/acme/artifactbundle/assemble/", body.clone())
+            .await
+            .json();
+        assert_eq!(s["state"], "ok", "{s}");
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 2);
+        // The polls of sentry-cli (no chunks) see the result too.
+        let s = api
+            .post(
+                "organizations/acme/artifactbundle/assemble/",
+                json!({"checksum": checksum, "chunks": [], "projects": ["web"]}),
+            )
+            .await
+            .json();
+        assert_eq!(s["state"], "ok", "{s}");
     }
 }
 
@@ -1169,5 +1251,472 @@ async fn unreferenced_blobs_are_garbage_collected() {
         );
         assert_eq!(api.scalar("SELECT COUNT(*) FROM blobs").await, 0);
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Issues and events.
+
+/// Sends one error event through ingest and waits until the worker stored it.
+async fn send_event(api: &Api, message: &str, ty: &str, extra: Value) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut event = json!({
+        "event_id": id, "level": "error", "platform": "python",
+        "exception": {"values": [{"type": ty, "value": message,
+            "stacktrace": {"frames": [{"function": "handler", "module": "app", "filename": "app.py",
+                "abs_path": "/srv/app.py", "lineno": 3, "in_app": true,
+                "pre_context": ["def handler():"], "context_line": "    raise Boom()", "post_context": [""]}]}}]},
+    });
+    if let (Some(e), Value::Object(x)) = (event.as_object_mut(), extra) {
+        e.extend(x);
+    }
+    let event = event.to_string();
+    let body = format!(
+        "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{event}\n",
+        event.len()
+    );
+    let r = common::post(
+        &api.app.envelope_url(),
+        &[("X-Sentry-Auth", &api.app.auth_header())],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // (common's wait_for_event speaks SQLite's placeholders only.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while api
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM events WHERE event_id = '{id}'"
+        ))
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event {id} was not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    id
+}
+
+fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_and_events_through_the_web_api() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let a1 = send_event(&api, "first problem", "RuntimeError", json!({})).await;
+        let b1 = send_event(
+            &api,
+            "second problem",
+            "ValueError",
+            json!({"level": "warning", "release": "1.0", "environment": "prod", "user": {"id": "u1"}}),
+        )
+        .await;
+        let a2 = send_event(&api, "first problem", "RuntimeError", json!({})).await;
+
+        // The project's list: unresolved by default, newest first, Sentry's fields.
+        let r = api.get("projects/acme/web/issues/").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.headers["link"].contains("rel=\"next\"; results=\"false\""));
+        let list = r.json();
+        assert_eq!(list.as_array().expect("list").len(), 2, "{list}");
+        let a = list[0].clone();
+        let b = list[1].clone();
+        assert_eq!(a["title"], "RuntimeError: first problem");
+        assert_eq!(a["count"], "2");
+        assert_eq!(a["status"], "unresolved");
+        assert_eq!(a["level"], "error");
+        assert_eq!(a["project"]["slug"], "web");
+        assert_eq!(a["metadata"]["type"], "RuntimeError");
+        assert_eq!(a["metadata"]["value"], "first problem");
+        assert_eq!(a["shortId"], "WEB-1");
+        let (a_id, b_id) = (
+            a["id"].as_str().expect("id").to_string(),
+            b["id"].as_str().expect("id").to_string(),
+        );
+        assert!(
+            a["permalink"]
+                .as_str()
+                .expect("permalink")
+                .ends_with(&format!("/organizations/acme/issues/{a_id}/"))
+        );
+        assert!(a["firstSeen"].as_str().expect("time").ends_with('Z'));
+        assert_eq!(b["userCount"], 1);
+        assert_eq!(b["level"], "warning");
+
+        // Search.
+        for (q, expect) in [
+            ("level:warning", vec![b_id.clone()]),
+            ("release:1.0", vec![b_id.clone()]),
+            ("environment:prod level:warning", vec![b_id.clone()]),
+            ("!environment:prod", vec![a_id.clone()]),
+            ("first", vec![a_id.clone()]),
+            ("\"second problem\"", vec![b_id.clone()]),
+            ("user:u1", vec![b_id.clone()]),
+            ("has:user", vec![b_id.clone()]),
+            ("is:resolved", vec![]),
+            ("nothing-matches-this", vec![]),
+        ] {
+            let url = format!(
+                "projects/acme/web/issues/?query={}",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            );
+            let r = api.get(&url).await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            assert_eq!(ids_of(&r.json()), expect, "{q}");
+        }
+        for bad in ["is:sideways", ""] {
+            let url = format!("projects/acme/web/issues/?query={bad}&cursor=garbage");
+            assert_eq!(api.get(&url).await.status, 400, "{bad}");
+        }
+        assert_eq!(
+            api.get("projects/acme/web/issues/?sort=sideways")
+                .await
+                .status,
+            400
+        );
+        // Sorted by events; pages of one, following the Link header as sentry-cli does.
+        let r = api
+            .get("projects/acme/web/issues/?query=&sort=freq&per_page=1")
+            .await;
+        assert_eq!(ids_of(&r.json()), vec![a_id.clone()]);
+        let link = r.headers["link"].clone();
+        let next = link
+            .split(", ")
+            .find(|l| l.contains("rel=\"next\""))
+            .expect("next");
+        assert!(next.contains("results=\"true\""), "{link}");
+        let cursor = next
+            .split("cursor=\"")
+            .nth(1)
+            .expect("cursor")
+            .trim_end_matches('"');
+        let r = api
+            .get(&format!(
+                "projects/acme/web/issues/?query=&sort=freq&per_page=1&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(ids_of(&r.json()), vec![b_id.clone()]);
+        assert!(r.headers["link"].contains("rel=\"next\"; results=\"false\""));
+        // Organization-wide, and limited to one project (of this organization only).
+        let r = api.get("organizations/acme/issues/?query=").await;
+        assert_eq!(ids_of(&r.json()).len(), 2);
+        let r = api
+            .get(&format!(
+                "organizations/acme/issues/?project={}",
+                api.app.project_id
+            ))
+            .await;
+        assert_eq!(ids_of(&r.json()).len(), 2);
+        let other_project = api
+            .scalar("SELECT id FROM projects WHERE slug = 'site'")
+            .await;
+        assert_eq!(
+            api.get(&format!(
+                "organizations/acme/issues/?project={other_project}"
+            ))
+            .await
+            .status,
+            403
+        );
+        assert_eq!(api.get("projects/acme/nope/issues/").await.status, 404);
+
+        // One issue; other organizations and missing ones are 404.
+        let r = api.get(&format!("issues/{a_id}/")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["id"], a_id);
+        let r = api.get(&format!("organizations/acme/issues/{a_id}/")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            api.get(&format!("organizations/other/issues/{a_id}/"))
+                .await
+                .status,
+            404
+        );
+        let r = call(
+            "GET",
+            &api.url(&format!("issues/{a_id}/")),
+            Some(&api.other_token),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(api.get("issues/999999/").await.status, 404);
+        assert_eq!(api.get("issues/abc/").await.status, 404);
+
+        // Status changes.
+        let r = api
+            .put(&format!("issues/{a_id}/"), json!({"status": "resolved"}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "resolved");
+        assert_eq!(
+            ids_of(&api.get("projects/acme/web/issues/").await.json()),
+            vec![b_id.clone()]
+        );
+        assert_eq!(
+            ids_of(
+                &api.get("projects/acme/web/issues/?query=is:resolved")
+                    .await
+                    .json()
+            ),
+            vec![a_id.clone()]
+        );
+        let r = api
+            .put(
+                &format!("issues/{b_id}/"),
+                json!({"status": "resolvedInNextRelease"}),
+            )
+            .await;
+        assert_eq!(r.json()["status"], "resolved");
+        assert_eq!(r.json()["statusDetails"]["inNextRelease"], true);
+        let details = api
+            .rows(&format!(
+                "SELECT status, status_details FROM issues WHERE id = {b_id}"
+            ))
+            .await;
+        let stored: String = details[0].try_get("", "status").expect("status");
+        let d: String = details[0].try_get("", "status_details").expect("details");
+        assert_eq!(stored, "resolved_in_next_release");
+        assert_eq!(
+            serde_json::from_str::<Value>(&d).expect("json")["resolved_release"],
+            "1.0"
+        );
+        let r = api
+            .put(
+                &format!("issues/{b_id}/"),
+                json!({"status": "ignored", "statusDetails": {"ignoreCount": 5}}),
+            )
+            .await;
+        assert_eq!(r.json()["status"], "ignored");
+        assert_eq!(r.json()["statusDetails"]["ignoreCount"], 5);
+        let r = api
+            .put(&format!("issues/{b_id}/"), json!({"status": "sideways"}))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = call(
+            "PUT",
+            &api.url(&format!("issues/{b_id}/")),
+            Some(&api.token),
+            Some("application/json"),
+            b"[1,2".to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 400);
+        // A resolved issue regresses when a new event arrives (the worker reads our status).
+        send_event(&api, "first problem", "RuntimeError", json!({})).await;
+        assert_eq!(
+            api.get(&format!("issues/{a_id}/")).await.json()["status"],
+            "unresolved"
+        );
+
+        // Bulk, as `sentry-cli issues resolve -i A -i B`, `unresolve -s resolved`, `mute --all`.
+        let r = api
+            .put(
+                &format!("projects/acme/web/issues/?id={a_id}&id={b_id}"),
+                json!({"status": "resolved", "snoozeDuration": null}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            api.scalar("SELECT COUNT(*) FROM issues WHERE status = 'resolved'")
+                .await,
+            2
+        );
+        let r = api
+            .put(
+                "projects/acme/web/issues/?status=resolved",
+                json!({"status": "unresolved", "snoozeDuration": null}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            api.scalar("SELECT COUNT(*) FROM issues WHERE status = 'unresolved'")
+                .await,
+            2
+        );
+        let r = api
+            .put(
+                "projects/acme/web/issues/",
+                json!({"status": "muted", "snoozeDuration": 60}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            api.scalar("SELECT COUNT(*) FROM issues WHERE status = 'ignored'")
+                .await,
+            2
+        );
+        let r = api
+            .put(
+                "projects/acme/web/issues/?id=999999",
+                json!({"status": "resolved"}),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+        let r = api
+            .put("projects/acme/web/issues/", json!({"snoozeDuration": null}))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = call(
+            "PUT",
+            &api.url("projects/acme/web/issues/"),
+            Some(&api.other_token),
+            Some("application/json"),
+            json!({"status": "resolved"}).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            api.scalar("SELECT COUNT(*) FROM issues WHERE status = 'ignored'")
+                .await,
+            2
+        );
+
+        // Events of an issue: summaries, full, latest, oldest, one by id.
+        let r = api.get(&format!("issues/{a_id}/events/")).await;
+        assert_eq!(r.status, 200);
+        let events = r.json();
+        assert_eq!(events.as_array().expect("list").len(), 3);
+        assert_eq!(events[0]["groupID"], a_id);
+        assert!(
+            events
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|e| e["eventID"] == a1)
+        );
+        let full = api
+            .get(&format!("issues/{a_id}/events/?full=true"))
+            .await
+            .json();
+        assert_eq!(full[0]["entries"][0]["type"], "exception");
+        let latest = api
+            .get(&format!("issues/{a_id}/events/latest/"))
+            .await
+            .json();
+        assert_eq!(latest["groupID"], a_id);
+        let oldest = api
+            .get(&format!("issues/{a_id}/events/oldest/"))
+            .await
+            .json();
+        assert_eq!(oldest["eventID"], a1);
+        assert_eq!(oldest["nextEventID"], a2);
+        assert!(oldest["previousEventID"].is_null());
+        let frame = &oldest["entries"][0]["data"]["values"][0]["stacktrace"]["frames"][0];
+        assert_eq!(frame["function"], "handler");
+        assert_eq!(frame["lineNo"], 3);
+        assert_eq!(frame["inApp"], true);
+        assert_eq!(
+            frame["context"],
+            json!([[2, "def handler():"], [3, "    raise Boom()"], [4, ""]])
+        );
+        assert_eq!(
+            api.get(&format!("issues/{a_id}/events/{a2}/")).await.json()["eventID"],
+            a2
+        );
+        assert_eq!(
+            api.get(&format!("issues/{a_id}/events/{b1}/")).await.status,
+            404
+        );
+
+        // One event of the project, with its issue.
+        let r = api.get(&format!("projects/acme/web/events/{b1}/")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let e = r.json();
+        assert_eq!(e["groupID"], b_id);
+        assert_eq!(e["release"]["version"], "1.0");
+        assert!(
+            e["tags"]
+                .as_array()
+                .expect("tags")
+                .contains(&json!({"key": "environment", "value": "prod"}))
+        );
+        let hyphenated = uuid::Uuid::parse_str(&b1)
+            .expect("uuid")
+            .hyphenated()
+            .to_string();
+        assert_eq!(
+            api.get(&format!("projects/acme/web/events/{hyphenated}/"))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            api.get(&format!("projects/acme/web/events/{}/", "0".repeat(32)))
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            api.get("projects/acme/web/events/not-an-id/").await.status,
+            404
+        );
+        let r = call(
+            "GET",
+            &api.url(&format!("projects/acme/web/events/{b1}/")),
+            Some(&api.other_token),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            api.get("projects/acme/web/events/")
+                .await
+                .json()
+                .as_array()
+                .expect("list")
+                .len(),
+            4
+        );
+
+        // The grouping hashes merged into the issue.
+        let hashes = api.get(&format!("issues/{a_id}/hashes/")).await.json();
+        let h = hashes[0]["id"].as_str().expect("hash");
+        assert_eq!(h.len(), 32);
+        assert_eq!(hashes[0]["latestEvent"]["groupID"], a_id);
+
+        // Delete: needs event:admin; then the issue and its events are gone.
+        assert_eq!(api.delete(&format!("issues/{a_id}/")).await.status, 403);
+        let admin =
+            faultline_app::cli::create_token(&api.app.db, "acme", &["event:admin".into()], "admin")
+                .await
+                .expect("token");
+        let r = call(
+            "DELETE",
+            &api.url(&format!("issues/{a_id}/")),
+            Some(&admin),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(api.get(&format!("issues/{a_id}/")).await.status, 404);
+        assert_eq!(
+            api.scalar(&format!(
+                "SELECT COUNT(*) FROM events WHERE issue_id = {a_id}"
+            ))
+            .await,
+            0
+        );
+        let r = call(
+            "DELETE",
+            &api.url(&format!("issues/{a_id}/")),
+            Some(&admin),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 404);
     }
 }

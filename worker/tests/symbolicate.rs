@@ -842,6 +842,7 @@ async fn resymbolicate_maps_events_stored_before_the_upload() {
             kind: faultline_core::jobs::PayloadKind::Event,
             payload: Some(serde_json::value::to_raw_value(&payload).expect("raw")),
             payload_zstd: None,
+            traceparent: None,
         };
         pipeline.process(job).await.expect("stored");
         let row = db

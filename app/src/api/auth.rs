@@ -87,7 +87,9 @@ pub struct Org {
 /// The authenticated caller of an API request, with the database to check access.
 pub struct ApiAuth {
     pub principal: Principal,
-    pub state: web::Data<AppState>,
+    db: DatabaseConnection,
+    /// `FAULTLINE_URL`, for links to pages.
+    pub public_url: String,
 }
 
 impl FromRequest for ApiAuth {
@@ -103,26 +105,48 @@ impl FromRequest for ApiAuth {
         let session = req.extensions().get::<SessionUser>().copied();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("AppState is not registered"))?;
-            let principal = match (header, session) {
-                (Some(value), _) => {
-                    let value = value.map_err(|_| {
-                        ApiError::unauthorized("the Authorization header is not valid text")
-                    })?;
-                    let token = bearer_token(&value).ok_or_else(|| {
-                        ApiError::unauthorized(
-                            "expected `Authorization: Bearer <token>` with a token from `faultline token create`",
-                        )
-                    })?;
-                    token_principal(&state.db, token).await?
-                }
-                (None, Some(user)) => user_principal(&state.db, user.user_id).await?,
-                (None, None) => {
-                    return Err(ApiError::unauthorized(
-                        "Authentication credentials were not provided.",
-                    ));
-                }
-            };
-            Ok(ApiAuth { principal, state })
+            let public_url = state
+                .config
+                .public_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string();
+            ApiAuth::authenticate(state.db.clone(), public_url, header, session).await
+        })
+    }
+}
+
+impl ApiAuth {
+    /// Authenticates a request from its `Authorization` header (wins) or its session user.
+    pub async fn authenticate(
+        db: DatabaseConnection,
+        public_url: String,
+        header: Option<Result<String, actix_web::http::header::ToStrError>>,
+        session: Option<SessionUser>,
+    ) -> ApiResult<ApiAuth> {
+        let principal = match (header, session) {
+            (Some(value), _) => {
+                let value = value.map_err(|_| {
+                    ApiError::unauthorized("the Authorization header is not valid text")
+                })?;
+                let token = bearer_token(&value).ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "expected `Authorization: Bearer <token>` with a token from `faultline token create`",
+                    )
+                })?;
+                token_principal(&db, token).await?
+            }
+            (None, Some(user)) => user_principal(&db, user.user_id).await?,
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "Authentication credentials were not provided.",
+                ));
+            }
+        };
+        Ok(ApiAuth {
+            principal,
+            db,
+            public_url,
         })
     }
 }
@@ -200,7 +224,7 @@ fn org_from_row(row: &sea_orm::QueryResult) -> Result<Org, sea_orm::DbErr> {
 
 impl ApiAuth {
     pub fn db(&self) -> &DatabaseConnection {
-        &self.state.db
+        &self.db
     }
 
     /// Refuses with 403 unless the caller holds `scope`.
@@ -327,6 +351,109 @@ impl ApiAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_core::entity::now_ms;
+
+    /// The seam for browser sessions: a session user acts in the organizations they are a
+    /// member of; another organization is 404 like a missing one; a superuser sees all.
+    #[tokio::test]
+    async fn session_users_act_in_their_organizations_only() {
+        for (engine, db) in faultline_core::db::testing::both()
+            .await
+            .expect("databases")
+        {
+            for slug in ["a", "b"] {
+                crate::cli::create_org(&db, slug, None, None)
+                    .await
+                    .expect("org");
+            }
+            for (email, su) in [("m@example.com", false), ("root@example.com", true)] {
+                super::super::execute(
+                    &db,
+                    "INSERT INTO users (email, password_hash, is_superuser, created_at) VALUES (?, 'x', ?, ?)",
+                    vec![email.into(), su.into(), now_ms().into()],
+                )
+                .await
+                .expect("user");
+            }
+            let id = |email: &'static str| {
+                let db = db.clone();
+                async move {
+                    super::super::query_one(
+                        &db,
+                        "SELECT id FROM users WHERE email = ?",
+                        vec![email.into()],
+                    )
+                    .await
+                    .expect("query")
+                    .expect("row")
+                    .try_get::<i64>("", "id")
+                    .expect("id")
+                }
+            };
+            let (member, root) = (id("m@example.com").await, id("root@example.com").await);
+            super::super::execute(
+                &db,
+                "INSERT INTO members (organization_id, user_id, role, created_at) \
+                 SELECT id, ?, 'member', ? FROM organizations WHERE slug = 'a'",
+                vec![member.into(), now_ms().into()],
+            )
+            .await
+            .expect("member");
+
+            let auth = ApiAuth::authenticate(
+                db.clone(),
+                String::new(),
+                None,
+                Some(SessionUser { user_id: member }),
+            )
+            .await
+            .expect("session accepted");
+            assert!(matches!(auth.principal, Principal::User { .. }), "{engine}");
+            assert_eq!(auth.organization("a").await.expect("own org").slug, "a");
+            let err = auth.organization("b").await.expect_err("other org");
+            assert_eq!(err.status, actix_web::http::StatusCode::NOT_FOUND);
+            let orgs: Vec<String> = auth
+                .organizations()
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|o| o.slug)
+                .collect();
+            assert_eq!(orgs, ["a"]);
+            assert!(auth.require(Scope::EventAdmin).is_ok());
+
+            let su = ApiAuth::authenticate(
+                db.clone(),
+                String::new(),
+                None,
+                Some(SessionUser { user_id: root }),
+            )
+            .await
+            .expect("superuser");
+            assert_eq!(su.organizations().await.expect("list").len(), 2);
+            // A header wins over the session; a vanished user is 401.
+            let err = ApiAuth::authenticate(
+                db.clone(),
+                String::new(),
+                Some(Ok("Bearer nope".into())),
+                Some(SessionUser { user_id: member }),
+            )
+            .await
+            .err()
+            .expect("bad token");
+            assert_eq!(err.status, actix_web::http::StatusCode::UNAUTHORIZED);
+            let err = ApiAuth::authenticate(
+                db.clone(),
+                String::new(),
+                None,
+                Some(SessionUser { user_id: 999_999 }),
+            )
+            .await
+            .err()
+            .expect("no such user");
+            assert_eq!(err.status, actix_web::http::StatusCode::UNAUTHORIZED);
+        }
+    }
 
     #[test]
     fn bearer_forms() {

@@ -23,7 +23,9 @@ pub mod orgs;
 pub mod pagination;
 pub mod releases;
 
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
@@ -37,12 +39,18 @@ const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/0")
+            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_JSON_BODY)
                     .content_type_required(false)
-                    .error_handler(|err, _req| {
-                        ApiError::bad_request(format!("invalid JSON body: {err}")).into()
+                    .error_handler(|err, _req| match err {
+                        actix_web::error::JsonPayloadError::Overflow { limit }
+                        | actix_web::error::JsonPayloadError::OverflowKnownLength {
+                            limit, ..
+                        } => ApiError::too_large(format!("the JSON body is over {limit} bytes"))
+                            .into(),
+                        err => ApiError::bad_request(format!("invalid JSON body: {err}")).into(),
                     }),
             )
             .app_data(web::PathConfig::default().error_handler(|err, _req| {
@@ -59,6 +67,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(events::routes)
             .default_service(web::to(unknown_endpoint)),
     );
+}
+
+/// A known path with another method: actix answers 405 with an empty body; sentry-cli
+/// and scripts get the JSON `detail` every other error has.
+fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let detail = format!(
+        "method {} is not allowed on {}",
+        res.request().method(),
+        res.request().path()
+    );
+    let (req, _) = res.into_parts();
+    let res = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, detail).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, res).map_into_right_body(),
+    ))
 }
 
 async fn unknown_endpoint(req: HttpRequest) -> ApiError {
