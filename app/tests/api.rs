@@ -529,6 +529,17 @@ async fn chunk_upload_checks_and_stores_chunks() {
             .await;
         assert_eq!(r.status, 413, "{}", r.text());
         assert!(r.detail().contains("Chunk size too large"));
+        // A request over maxRequestSize as sent.
+        let max_request = opts["maxRequestSize"].as_u64().expect("n") as usize;
+        let huge = vec![7u8; max_request + 1];
+        let r = api
+            .multipart(
+                "organizations/acme/chunk-upload/",
+                &[Part("file", Some(&sha1_hex(&huge)), &huge)],
+            )
+            .await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.detail().contains("Request too large"));
         // Garbage: not gzip, not multipart, a broken multipart body.
         let r = api
             .multipart(
@@ -781,6 +792,9 @@ async fn assembly_failures_are_reported_as_error_states() {
             assert_eq!(r.status, 400, "{body}: {}", r.text());
             assert!(r.detail().contains(expect), "{body}: {}", r.text());
         }
+        // An oversize JSON body: 413.
+        let r = assemble(json!({"checksum": "a".repeat(40), "chunks": vec!["a".repeat(40); 200_000], "projects": ["web"]})).await;
+        assert_eq!(r.status, 413, "{}", r.text());
         // Nothing was indexed by any of it.
         assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 0);
         // An unknown checksum with no chunks: not found (sentry-cli polls like this).
@@ -788,6 +802,60 @@ async fn assembly_failures_are_reported_as_error_states() {
             .await
             .json();
         assert_eq!(s["state"], "not_found");
+    }
+}
+
+/// What other processes see while an assembly runs, and what happens to one whose
+/// process died: `assembling` while it is fresh, assembled anew once it is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assembly_in_progress_elsewhere_and_abandoned_assemblies() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let file = bundle(true, Some("p1"));
+        let checksum = sha1_hex(&file);
+        let ids = upload_chunks(&api, &file, 1 << 20).await;
+        let body =
+            json!({"checksum": checksum, "chunks": ids, "projects": ["web"], "version": "p1"});
+        let now = chrono::Utc::now().timestamp_millis();
+        // Another process claimed it a moment ago and is still assembling.
+        api.app
+            .db
+            .execute_unprepared(&format!(
+                "INSERT INTO assemble_tasks (organization_id, checksum, kind, state, detail, created_at, updated_at) \
+                 SELECT id, '{checksum}', 'artifact_bundle', 'assembling', NULL, {now}, {now} FROM organizations WHERE slug = 'acme'"
+            ))
+            .await
+            .expect("insert");
+        let s = api
+            .post("organizations/acme/artifactbundle/assemble/", body.clone())
+            .await
+            .json();
+        assert_eq!(s["state"], "assembling", "{s}");
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 0);
+        // That process died: after the stale period the next request assembles it.
+        api.app
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE assemble_tasks SET updated_at = {} WHERE checksum = '{checksum}'",
+                now - 3_600_000
+            ))
+            .await
+            .expect("update");
+        let s = api
+            .post("organizations/acme/artifactbundle/assemble/", body.clone())
+            .await
+            .json();
+        assert_eq!(s["state"], "ok", "{s}");
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 2);
+        // The polls of sentry-cli (no chunks) see the result too.
+        let s = api
+            .post(
+                "organizations/acme/artifactbundle/assemble/",
+                json!({"checksum": checksum, "chunks": [], "projects": ["web"]}),
+            )
+            .await
+            .json();
+        assert_eq!(s["state"], "ok", "{s}");
     }
 }
 

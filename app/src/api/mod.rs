@@ -44,8 +44,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::JsonConfig::default()
                     .limit(MAX_JSON_BODY)
                     .content_type_required(false)
-                    .error_handler(|err, _req| {
-                        ApiError::bad_request(format!("invalid JSON body: {err}")).into()
+                    .error_handler(|err, _req| match err {
+                        actix_web::error::JsonPayloadError::Overflow { limit }
+                        | actix_web::error::JsonPayloadError::OverflowKnownLength {
+                            limit, ..
+                        } => ApiError::too_large(format!("the JSON body is over {limit} bytes"))
+                            .into(),
+                        err => ApiError::bad_request(format!("invalid JSON body: {err}")).into(),
                     }),
             )
             .app_data(web::PathConfig::default().error_handler(|err, _req| {
