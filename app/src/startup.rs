@@ -122,16 +122,20 @@ async fn http_server(
         rate_limiter: RateLimiter::default(),
         free_disk,
     });
+    let pages = web::Data::new(crate::web::WebState::new(&config));
     let state = web::Data::new(AppState { config, db, queue });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(ingest.clone())
             .app_data(state.clone())
+            .app_data(pages.clone())
+            .wrap(crate::web::security_headers())
             // SDKs always send the trailing slash, sentry-cli too; odd DSN prefixes can
             // produce `//api/...`. Fold both before routing (Relay does the same).
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .configure(ingest::routes)
             .configure(health::routes)
+            .configure(crate::web::routes)
     })
     .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(30)
