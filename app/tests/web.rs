@@ -59,7 +59,13 @@ impl Browser {
                 .max_redirects(0)
                 .build()
                 .new_agent();
-            let mut resp = if method == "GET" {
+            let mut resp = if method == "PUT" {
+                let mut req = agent.put(&url).header("Content-Type", "application/json");
+                if let Some(c) = &cookie {
+                    req = req.header("Cookie", c);
+                }
+                req.send(form.unwrap_or_default().as_bytes())
+            } else if method == "GET" {
                 let mut req = agent.get(&url);
                 if let Some(c) = &cookie {
                     req = req.header("Cookie", c);
@@ -442,6 +448,15 @@ async fn members_of_one_organization_get_404_for_everything_of_another() {
         let page = a.get(path).await;
         assert_eq!(page.status, 404, "{path}");
         assert!(!page.body.contains("beta secret"), "{path} leaked");
+    }
+    // The Web API through her session: beta's objects are 404 too.
+    for path in [
+        format!("/api/0/issues/{beta_issue}/"),
+        format!("/api/0/issues/{beta_issue}/events/"),
+        "/api/0/projects/beta/secret/issues/".to_string(),
+        format!("/api/0/projects/beta/secret/events/{beta_event}/"),
+    ] {
+        assert_eq!(a.get(&path).await.status, 404, "{path}");
     }
     // Forms aimed at beta's objects: 404 and nothing changes.
     let token = a.get("/organizations/acme/issues").await.csrf();
@@ -919,4 +934,32 @@ async fn issue_workflow_and_keys_over_http() {
 
 fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn the_web_api_accepts_the_session_of_a_logged_in_user() {
+    let app = spawn_app(&[]).await;
+    let u = user(&app, "api@example.com").await;
+    add_member(&app, "acme", u, "member").await;
+    let (issue, _) = send_event(&app, app.project_id, &app.public_key, "api boom").await;
+    let mut b = Browser::new(&app);
+    // Without a session the API wants credentials.
+    assert_eq!(b.get("/api/0/organizations/").await.status, 401);
+    b.login("api@example.com", PASSWORD).await;
+    let page = b.get("/api/0/organizations/").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("\"slug\":\"acme\""), "{}", page.body);
+    let page = b.get(&format!("/api/0/issues/{issue}/")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("api boom"));
+    // A write through the session without the CSRF header stays anonymous.
+    let page = b
+        .send(
+            "PUT",
+            &format!("/api/0/issues/{issue}/"),
+            Some("{\"status\":\"resolved\"}".into()),
+        )
+        .await;
+    assert_ne!(page.status, 200);
+    assert_eq!(issue_status(&app, issue).await, "unresolved");
 }

@@ -8,7 +8,9 @@
 //! logout) means new tokens.
 //!
 //! For the Web API: [`user_from_request`] returns the logged-in user of a request (or
-//! `None`), and [`csrf_valid`] checks a token, so session-authenticated writes can demand it.
+//! `None`), [`csrf_valid`] checks a token, and the [`api_session`] middleware hands the
+//! session's user to `/api/0/` handlers as `api::SessionUser` (writes need the CSRF token in
+//! the `X-CSRFToken` header).
 
 use actix_web::HttpRequest;
 use actix_web::web::Data;
@@ -170,6 +172,47 @@ pub async fn user_from_request(req: &HttpRequest) -> Option<UserId> {
     .ok()??;
     let hash: String = row.try_get("", "password_hash").ok()?;
     (password_tag(&hash) == session.password_tag).then_some(session.user_id)
+}
+
+/// Header a browser script sends the CSRF token in for session-authenticated API writes.
+pub const CSRF_HEADER: &str = "X-CSRFToken";
+
+/// Middleware for `/api/0/`: a request without an `Authorization` header but with a valid
+/// session acts as that user (`api::SessionUser` in the request's extensions). Unsafe
+/// methods must also carry the session's CSRF token in [`CSRF_HEADER`]; without it the
+/// request stays anonymous (and the API answers 401).
+pub async fn api_session(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    if req.path().starts_with("/api/0/")
+        && !req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION)
+        && req.cookie(COOKIE).is_some()
+        && let Some(user_id) = user_from_request(req.request()).await
+    {
+        let safe = matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+        let csrf_ok = safe || {
+            let web = req.app_data::<Data<WebState>>();
+            let session = web.and_then(|w| session_from_request(req.request(), &w.secret));
+            let token = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            match (web, session) {
+                (Some(w), Some(s)) => csrf_valid(&w.secret, &s, token),
+                _ => false,
+            }
+        };
+        if csrf_ok {
+            req.extensions_mut()
+                .insert(crate::api::SessionUser { user_id });
+        }
+    }
+    next.call(req).await
 }
 
 #[cfg(test)]
