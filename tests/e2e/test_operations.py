@@ -344,6 +344,40 @@ def test_metrics_are_open_without_a_token_and_the_dashboard_uses_them():
             assert metric in names, f"the dashboard uses {metric}, which /metrics does not export"
 
 
+@pytest.mark.parametrize("queue", ["sqlite", "redis"])
+def test_queue_depth_and_oldest_job_age_while_no_worker_runs(queue):
+    """`faultline web` alone queues events; /metrics shows how many wait and for how long."""
+    env = {}
+    if queue == "redis":
+        db = 9  # a Redis database index used only by this test
+        subprocess.run(["redis-cli", "-n", str(db), "FLUSHDB"], check=True, capture_output=True)
+        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{db}"
+    srv = new_server(f"faultline-queue-{queue}-", env)
+    from conftest import BIN
+    srv.proc = subprocess.Popen([BIN, "web"], env=srv.env, stdout=srv.log, stderr=srv.log)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(srv.url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                assert time.time() < deadline, "web did not start"
+                time.sleep(0.1)
+        assert scrape(srv).get(("faultline_queue_oldest_job_age_seconds", ()), 0.0) == 0.0
+        for _ in range(3):
+            assert post_envelope(srv, event_envelope(uuid.uuid4().hex)) == 200
+        time.sleep(3.5)  # the gauges refresh every second
+        samples = scrape(srv)
+        assert value(samples, "faultline_queue_depth") == 3
+        age = value(samples, "faultline_queue_oldest_job_age_seconds")
+        assert 2.0 <= age <= 30.0, age
+    finally:
+        srv.stop()
+        if queue == "redis":
+            subprocess.run(["redis-cli", "-n", "9", "FLUSHDB"], capture_output=True)
+
+
 # --- logs ------------------------------------------------------------------------------
 
 
