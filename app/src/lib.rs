@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod queue;
 pub mod startup;
 pub mod telemetry;
+pub mod web;
 pub mod worker_runtime;
