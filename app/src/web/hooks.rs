@@ -1,17 +1,19 @@
 //! Seams where other parts of Faultline plug into the pages.
 
+use faultline_core::protocol::event::Event;
 use sea_orm::DatabaseConnection;
 
-/// Re-symbolicates a stored event (by its row id) with the source maps uploaded since it
-/// arrived; `Ok(true)` when the stored event changed.
-///
-/// HOOK for the source-map symbolication module: replace this body with a call to its
-/// re-symbolication function. The event page shows a "Re-symbolicate" button for
-/// JavaScript events and posts to `.../events/{event_id}/resymbolicate`, which calls this.
-pub async fn resymbolicate(
-    _db: &DatabaseConnection,
-    _project_id: i64,
-    _event_row_id: i64,
-) -> Result<bool, String> {
-    Err("re-symbolication is not available in this build".into())
+/// Source maps uploaded after an event arrived still apply when it is viewed: a JavaScript
+/// event whose frames were not all mapped when it was stored is symbolicated again (in
+/// memory; the stored event is not changed). Returns whether it was tried.
+pub async fn resymbolicate_for_view(
+    db: &DatabaseConnection,
+    org_id: i64,
+    event: &mut Event,
+) -> bool {
+    if !faultline_worker::symbolicate::has_unmapped_frames(event) {
+        return false;
+    }
+    faultline_worker::symbolicate::resymbolicate(db, org_id, event).await;
+    true
 }

@@ -161,8 +161,6 @@ struct IssuePage {
     jaeger_url: String,
     trace_url: String,
     status_url: String,
-    resymbolicate_url: String,
-    can_resymbolicate: bool,
     notice: String,
 }
 
@@ -317,7 +315,8 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         (String::new(), String::new(), String::new());
     let period_param = if period_30d { "&period=30d" } else { "" };
     if let Some(ev) = &current {
-        let (_, event) = decode_payload(&ev.payload)?;
+        let (_, mut event) = decode_payload(&ev.payload)?;
+        super::hooks::resymbolicate_for_view(db, org.id, &mut event).await;
         view = event_view::build(&event, showing_raw);
         event_id = ev.event_id.clone();
         event_time = format::datetime(ev.timestamp);
@@ -371,11 +370,9 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "resolve_next" => "Resolved in the next release: events from a newer release reopen it.",
         "ignore" => "Ignored.",
         "unresolve" => "Reopened.",
-        "resymbolicated" => "The event was symbolicated again.",
         _ => "",
     };
     let trace_id = view.trace_id.clone();
-    let can_resymbolicate = matches!(view.platform.as_str(), "javascript" | "node");
     ctx.page(&IssuePage {
         nav: ctx.nav(&org.slug, "issues"),
         org_slug: org.slug.clone(),
@@ -417,7 +414,6 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         } else {
             format!("{base}?{event_param}{period_param}&raw=1")
         },
-        resymbolicate_url: format!("{base}/events/{event_id}/resymbolicate"),
         event_id,
         event_time,
         event_ago,
@@ -445,7 +441,6 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
             )
         },
         status_url: format!("{base}/status"),
-        can_resymbolicate,
         notice: notice.into(),
     })
 }
@@ -569,34 +564,6 @@ pub async fn raw_json(
         ))
         .insert_header(("Cache-Control", "no-store"))
         .body(json))
-}
-
-/// `POST .../events/{event_id}/resymbolicate`: see [`super::hooks::resymbolicate`].
-pub async fn resymbolicate(
-    ctx: Ctx,
-    path: web::Path<(String, String, String)>,
-    body: web::Bytes,
-) -> Result<HttpResponse, WebError> {
-    let (org_slug, issue_id, event_id) = path.into_inner();
-    let org = access::org(&ctx, &org_slug)?;
-    ctx.form(&body)?;
-    let issue = load_issue(&ctx, &org, &issue_id).await?;
-    let eid = normalize_event_id(&event_id).ok_or(WebError::NotFound)?;
-    let row = sql::one(
-        &ctx.app.db,
-        "SELECT id FROM events WHERE project_id = ? AND event_id = ? AND issue_id = ?",
-        vec![issue.project_id.into(), eid.clone().into(), issue.id.into()],
-    )
-    .await?
-    .ok_or(WebError::NotFound)?;
-    let row_id: i64 = sql::get(&row, "id")?;
-    match super::hooks::resymbolicate(&ctx.app.db, issue.project_id, row_id).await {
-        Ok(_) => Ok(ctx.redirect(&format!(
-            "/organizations/{}/issues/{}?event={eid}&done=resymbolicated",
-            org.slug, issue.id
-        ))),
-        Err(e) => Err(WebError::BadRequest(e)),
-    }
 }
 
 pub struct TraceEvent {

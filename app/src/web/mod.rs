@@ -108,10 +108,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(issue_page::raw_json),
         )
         .route(
-            "/organizations/{org}/issues/{issue_id}/events/{event_id}/resymbolicate",
-            web::post().to(issue_page::resymbolicate),
-        )
-        .route(
             "/organizations/{org}/traces/{trace_id}",
             web::get().to(issue_page::trace),
         )
