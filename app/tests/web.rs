@@ -805,6 +805,24 @@ async fn issue_workflow_and_keys_over_http() {
             .await;
         assert!(!page.body.contains("checkout failed"), "{q}");
     }
+    // Releases: the list and the detail page count the release's issue and event.
+    let page = b.get("/organizations/acme/projects/web/releases").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("1.0.0"), "the release is listed");
+    let page = b
+        .get("/organizations/acme/release?version=1.0.0&project=web")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("checkout failed"),
+        "its new issue is listed"
+    );
+    assert_eq!(
+        b.get("/organizations/acme/release?version=9.9.9")
+            .await
+            .status,
+        404
+    );
     // The raw JSON download.
     let page = b
         .get(&format!(
