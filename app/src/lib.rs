@@ -7,4 +7,5 @@ pub mod health;
 pub mod ingest;
 pub mod queue;
 pub mod startup;
+pub mod unsubscribe;
 pub mod worker_runtime;

@@ -202,6 +202,10 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
 }
 
 fn log_outcome(outcome: &store::BatchOutcome) {
+    if !outcome.notifications.is_empty() {
+        // Their outbox rows are committed: let this process's alert loop look now.
+        crate::alerts::wake();
+    }
     for n in &outcome.notifications {
         tracing::debug!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
     }
