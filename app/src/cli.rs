@@ -61,6 +61,14 @@ enum Command {
         /// The address to send to.
         to: String,
     },
+    /// Copy the embedded SQLite database to PATH while the server runs (PostgreSQL: pg_dump).
+    Backup {
+        /// The new file to write (never overwritten).
+        path: std::path::PathBuf,
+        /// Also copy the embedded queue (events accepted but not yet stored) to PATH.queue.db.
+        #[arg(long)]
+        with_queue: bool,
+    },
     /// Send a real test event to a DSN, the way an SDK does.
     SendTestEvent {
         /// The DSN to send to, e.g. http://KEY@localhost:8000/1
@@ -145,7 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     // Servers log what they do; one-shot admin commands only print their result.
     let serving = matches!(command, Command::Serve | Command::Web | Command::Worker);
-    init_tracing(&config, if serving { "info" } else { "warn" });
+    let _telemetry = crate::telemetry::init(&config, if serving { "info" } else { "warn" })?;
     match command {
         Command::Serve => {
             serve(
@@ -255,25 +263,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("test email sent to {to}");
             Ok(())
         }
+        Command::Backup { path, with_queue } => {
+            let report = crate::backup::run(&config, &path, with_queue).await?;
+            println!(
+                "database backed up to {} ({} bytes)",
+                report.database.0.display(),
+                report.database.1
+            );
+            match report.queue {
+                Some((p, n)) => println!("queue backed up to {} ({n} bytes)", p.display()),
+                None => eprintln!(
+                    "note: queue.db (events accepted but not yet stored, usually empty within \
+                     seconds) was not copied; add --with-queue to copy it too"
+                ),
+            }
+            Ok(())
+        }
         Command::SendTestEvent { .. } => unreachable!("handled above"),
     }
-}
-
-fn init_tracing(config: &Config, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},sqlx=warn,apalis=warn,sea_orm_migration=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if config.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
+mod m20261122_000010_assemble_tasks;
 mod m20261122_000040_alerts;
 
 /// Runs every migration in order; applied automatically at start.
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261122_000001_initial::Migration),
+            Box::new(m20261122_000010_assemble_tasks::Migration),
             Box::new(m20261122_000040_alerts::Migration),
         ]
     }

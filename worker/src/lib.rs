@@ -7,6 +7,6 @@ pub mod grouping;
 pub mod normalize;
 pub mod pipeline;
 pub mod retention;
-mod sql;
+pub mod sql;
 pub mod store;
 pub mod tags;

@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use faultline_core::jobs::{EventJob, PayloadKind};
+use faultline_core::metrics;
 use faultline_core::protocol::event::Event;
+use faultline_core::telemetry::SPAN_TARGET;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::normalize::{self, NormalizeContext};
 use crate::store::{self, PreparedEvent};
@@ -40,6 +43,9 @@ pub enum PipelineError {
 struct Submitted {
     job: EventJob,
     done: oneshot::Sender<Result<(), PipelineError>>,
+    /// The caller's span (the job's, when tracing is on): the batch's database span
+    /// follows from it.
+    span: tracing::Span,
 }
 
 /// Handle to the running batcher; cheap to clone.
@@ -60,7 +66,11 @@ impl Pipeline {
     pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Submitted { job, done })
+            .send(Submitted {
+                job,
+                done,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| PipelineError::Closed)?;
         wait.await.map_err(|_| PipelineError::Closed)?
@@ -73,6 +83,7 @@ type Waiter = oneshot::Sender<Result<(), PipelineError>>;
 struct ReadyBatch {
     events: Vec<PreparedEvent>,
     waiters: Vec<Waiter>,
+    spans: Vec<tracing::Span>,
 }
 
 /// Stage one: collect waiting jobs and prepare them (CPU, on blocking threads, split over
@@ -96,8 +107,14 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
                 Err(_) => break,
             }
         }
-        let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) =
-            batch.drain(..).map(|s| (s.job, s.done)).unzip();
+        let mut spans = Vec::with_capacity(batch.len());
+        let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) = batch
+            .drain(..)
+            .map(|s| {
+                spans.push(s.span);
+                (s.job, s.done)
+            })
+            .unzip();
         let started = std::time::Instant::now();
         let prepared = prepare_parallel(jobs, workers).await;
         tracing::debug!(
@@ -108,15 +125,18 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
         let mut ready = ReadyBatch {
             events: Vec::with_capacity(prepared.len()),
             waiters: Vec::with_capacity(prepared.len()),
+            spans: Vec::with_capacity(prepared.len()),
         };
-        for (p, w) in prepared.into_iter().zip(waiters) {
+        for ((p, w), span) in prepared.into_iter().zip(waiters).zip(spans) {
             match p {
                 Ok(p) => {
                     ready.events.push(p);
                     ready.waiters.push(w);
+                    ready.spans.push(span);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "an invalid job goes to the dead-letter state");
+                    metrics::get().jobs_failed.inc();
                     let _ = w.send(Err(e));
                 }
             }
@@ -168,9 +188,19 @@ async fn prepare_parallel(
 
 /// Stage two: one transaction per batch, then every job of the batch is answered.
 async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
-    while let Some(ReadyBatch { events, waiters }) = ready.recv().await {
+    while let Some(ReadyBatch {
+        events,
+        waiters,
+        spans,
+    }) = ready.recv().await
+    {
         let started = std::time::Instant::now();
-        match store::store_batch(&db, &events).await {
+        let span = batch_span(&db, events.len(), &spans);
+        let stored = store::store_batch(&db, &events).instrument(span).await;
+        metrics::get()
+            .store_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match stored {
             Ok(outcome) => {
                 tracing::debug!(
                     events = events.len(),
@@ -178,6 +208,7 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
                     "batch stored"
                 );
                 log_outcome(&outcome);
+                observe_latency(&events);
                 for w in waiters {
                     let _ = w.send(Ok(()));
                 }
@@ -187,12 +218,19 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
                 for (p, w) in events.iter().zip(waiters) {
                     let r = store::store_batch(&db, std::slice::from_ref(p))
                         .await
-                        .map(|o| log_outcome(&o))
-                        .map_err(|e| PipelineError::Storage(e.to_string()));
+                        .map(|o| {
+                            log_outcome(&o);
+                            observe_latency(std::slice::from_ref(p));
+                        })
+                        .map_err(|e| {
+                            metrics::get().jobs_failed.inc();
+                            PipelineError::Storage(e.to_string())
+                        });
                     let _ = w.send(r);
                 }
             }
             Err(e) => {
+                metrics::get().jobs_failed.inc_by(waiters.len() as u64);
                 for w in waiters {
                     let _ = w.send(Err(PipelineError::Storage(e.to_string())));
                 }
@@ -201,11 +239,56 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
     }
 }
 
+/// The database span of one batch: a child of its first job's span, following from the
+/// others', so every job's trace shows the transaction that stored it.
+fn batch_span(db: &DatabaseConnection, events: usize, jobs: &[tracing::Span]) -> tracing::Span {
+    let Some(first) = jobs.first() else {
+        return tracing::Span::none();
+    };
+    let system = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "postgresql",
+        _ => "sqlite",
+    };
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        parent: first,
+        "db.store_batch",
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = "store_batch",
+        db.operation.batch.size = events,
+    );
+    if !span.is_disabled() {
+        for other in &jobs[1..] {
+            span.follows_from(other);
+        }
+    }
+    span
+}
+
+/// Time from ingest accepting each event to its commit.
+fn observe_latency(events: &[PreparedEvent]) {
+    let now = Utc::now().timestamp_millis();
+    let histogram = &metrics::get().processing_seconds;
+    for e in events {
+        histogram.observe((now - e.received_ms).max(0) as f64 / 1000.0);
+    }
+}
+
 fn log_outcome(outcome: &store::BatchOutcome) {
     if !outcome.notifications.is_empty() {
         // Their outbox rows are committed: let this process's alert loop look now.
         crate::alerts::wake();
     }
+    let m = metrics::get();
+    m.events_stored.inc_by(outcome.stored as u64);
+    m.events_duplicate.inc_by(outcome.duplicates as u64);
+    let created = outcome
+        .notifications
+        .iter()
+        .filter(|n| n.kind == store::NotificationKind::NewIssue)
+        .count();
+    m.issues_created.inc_by(created as u64);
     for n in &outcome.notifications {
         tracing::debug!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
     }
