@@ -75,7 +75,8 @@ pub fn init(config: &Config, level: &str) -> anyhow::Result<TelemetryGuard> {
         fmt.json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            // The root span (request or job) holds `trace_id`; nested ones list it too.
+            .with_span_list(true)
             .with_filter(filter)
             .boxed()
     } else {

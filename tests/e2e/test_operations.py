@@ -445,6 +445,49 @@ def test_sigterm_under_load_loses_no_acknowledged_event():
         srv.stop()
 
 
+def test_sigterm_of_a_busy_worker_releases_its_jobs_at_once():
+    """A `faultline worker` stopped with SIGTERM in the middle of a backlog leaves no job
+    locked behind (they go back to the queue at once, not after the heartbeat timeout);
+    a new worker then stores every event exactly once."""
+    from conftest import BIN
+    srv = new_server("faultline-sigterm-worker-")
+    srv.proc = subprocess.Popen([BIN, "web"], env=srv.env, stdout=srv.log, stderr=srv.log)
+    deadline = time.time() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(srv.url + "/healthz", timeout=1):
+                break
+        except OSError:
+            assert time.time() < deadline, "web did not start"
+            time.sleep(0.1)
+    acked, stop, lock = [], threading.Event(), threading.Lock()
+    threads = [threading.Thread(target=sender, args=(srv, acked, stop, lock)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)  # a backlog builds up: no worker runs yet
+    worker = subprocess.Popen([BIN, "worker"], env=srv.env, stdout=srv.log, stderr=srv.log)
+    try:
+        time.sleep(1.5)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        with sqlite3.connect(srv.data_dir / "queue.db") as q:
+            locked = q.execute("SELECT COUNT(*) FROM Jobs WHERE status IN ('Queued', 'Running')").fetchone()[0]
+        assert locked == 0, f"{locked} jobs stayed locked by the stopped worker"
+        worker = subprocess.Popen([BIN, "worker"], env=srv.env, stdout=srv.log, stderr=srv.log)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    try:
+        stored = assert_stored_exactly_once(srv, acked, timeout=60)
+        print(f"worker sigterm test: {len(acked)} acknowledged, {len(stored)} stored")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        srv.stop()
+
+
 # --- backup ----------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::normalize::{self, NormalizeContext};
 use crate::store::{self, PreparedEvent};
-use crate::{grouping, tags};
+use crate::{grouping, symbolicate, tags};
 
 /// Largest event payload a job may unpack to.
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
@@ -91,7 +91,7 @@ struct ReadyBatch {
 /// next batch overlaps the database write of the current one.
 async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     let (ready_tx, ready_rx) = mpsc::channel::<ReadyBatch>(1);
-    tokio::spawn(storer(db, ready_rx));
+    tokio::spawn(storer(db.clone(), ready_rx));
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -117,6 +117,7 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
             .unzip();
         let started = std::time::Instant::now();
         let prepared = prepare_parallel(jobs, workers).await;
+        let prepared = symbolicate_pending(&db, prepared, workers).await;
         tracing::debug!(
             jobs = prepared.len(),
             ms = started.elapsed().as_millis() as u64,
@@ -147,15 +148,29 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     }
 }
 
-/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
-async fn prepare_parallel(
-    jobs: Vec<EventJob>,
+/// A job after the first CPU stage: ready to store, or waiting for source maps.
+// Stages live for one batch only; boxing the common variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub enum Stage {
+    Ready(PreparedEvent),
+    /// A normalized event with JavaScript frames, of this project.
+    Symbolicate(i64, Box<Event>),
+}
+
+/// Runs `f` over `items` on up to `workers` blocking threads; results keep the order.
+async fn parallel<T, R>(
+    items: Vec<T>,
     workers: usize,
-) -> Vec<Result<PreparedEvent, PipelineError>> {
-    let n = jobs.len();
+    f: fn(T) -> Result<R, PipelineError>,
+) -> Vec<Result<R, PipelineError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let n = items.len();
     let per = n.div_ceil(workers.max(1)).max(64);
-    let mut chunks: Vec<Vec<EventJob>> = Vec::new();
-    let mut it = jobs.into_iter().peekable();
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter().peekable();
     while it.peek().is_some() {
         chunks.push(it.by_ref().take(per).collect());
     }
@@ -165,9 +180,7 @@ async fn prepare_parallel(
             let len = chunk.len();
             (
                 len,
-                tokio::task::spawn_blocking(move || {
-                    chunk.into_iter().map(prepare).collect::<Vec<_>>()
-                }),
+                tokio::task::spawn_blocking(move || chunk.into_iter().map(f).collect::<Vec<_>>()),
             )
         })
         .collect();
@@ -182,6 +195,50 @@ async fn prepare_parallel(
                 );
             }
         }
+    }
+    out
+}
+
+/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
+async fn prepare_parallel(
+    jobs: Vec<EventJob>,
+    workers: usize,
+) -> Vec<Result<Stage, PipelineError>> {
+    parallel(jobs, workers, prepare).await
+}
+
+/// Events with JavaScript frames: source maps for the whole batch are looked up at once,
+/// then grouped and compressed like the others. Batches without any skip this entirely.
+async fn symbolicate_pending(
+    db: &DatabaseConnection,
+    stages: Vec<Result<Stage, PipelineError>>,
+    workers: usize,
+) -> Vec<Result<PreparedEvent, PipelineError>> {
+    let mut out: Vec<Result<PreparedEvent, PipelineError>> = Vec::with_capacity(stages.len());
+    let mut pending: Vec<(i64, Event)> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
+    for stage in stages {
+        match stage {
+            Ok(Stage::Ready(p)) => out.push(Ok(p)),
+            Ok(Stage::Symbolicate(project, event)) => {
+                slots.push(out.len());
+                // A placeholder, replaced below.
+                out.push(Err(PipelineError::Closed));
+                pending.push((project, *event));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    if pending.is_empty() {
+        return out;
+    }
+    symbolicate::symbolicate_batch(db, &mut pending).await;
+    let prepared = parallel(pending, workers, |(project, mut event)| {
+        prepare_event(project, &mut event)
+    })
+    .await;
+    for (slot, p) in slots.into_iter().zip(prepared) {
+        out[slot] = p;
     }
     out
 }
@@ -301,7 +358,9 @@ fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
 }
 
 /// Normalize -> group -> extract the searchable columns -> compress. Pure CPU work.
-pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
+/// Events with JavaScript frames stop after normalizing: their source maps are looked up
+/// for the whole batch first.
+pub fn prepare(job: EventJob) -> Result<Stage, PipelineError> {
     let received = ms_to_datetime(job.received_ms);
     let ctx = NormalizeContext {
         received,
@@ -327,7 +386,10 @@ pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
         PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    prepare_event(job.project_id, &mut event)
+    if symbolicate::wants(&event) {
+        return Ok(Stage::Symbolicate(job.project_id, Box::new(event)));
+    }
+    prepare_event(job.project_id, &mut event).map(Stage::Ready)
 }
 
 /// Groups a normalized event and builds the row data to store.

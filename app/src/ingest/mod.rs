@@ -785,6 +785,67 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_their_reason() {
+        let cases = [
+            (
+                IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope"),
+                "invalid",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing authorization information",
+                ),
+                "unauthorized",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: ProjectId",
+                ),
+                "unknown_key",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: DisabledKey",
+                ),
+                "disabled_key",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: DisabledProject",
+                ),
+                "disabled_project",
+            ),
+            (
+                IngestError::new(StatusCode::PAYLOAD_TOO_LARGE, "too big"),
+                "too_large",
+            ),
+            (
+                IngestError::rate_limited(10, "organization", "queue_full"),
+                "queue_full",
+            ),
+            (
+                IngestError::rate_limited(60, "organization", "disk_full"),
+                "disk_full",
+            ),
+            (
+                IngestError::rate_limited(5, "key", "key_quota"),
+                "key_quota",
+            ),
+            (
+                IngestError::new(StatusCode::SERVICE_UNAVAILABLE, "try again"),
+                "unavailable",
+            ),
+        ];
+        for (e, reason) in cases {
+            assert_eq!(e.reason(), reason, "{e}");
+        }
+    }
+
+    #[test]
     fn job_embeds_payload_verbatim() {
         let meta = JobMeta {
             project_id: 3,
