@@ -515,11 +515,23 @@ pub async fn create_token(
             .map(str::to_string)
             .collect()
     };
+    create_token_for(db, org.id, None, &scopes, name).await
+}
+
+/// Creates an API token of an organization (optionally on behalf of a user) and returns it;
+/// only its SHA-256 is stored. The web pages create tokens through this too.
+pub async fn create_token_for(
+    db: &DatabaseConnection,
+    organization_id: i64,
+    user_id: Option<i64>,
+    scopes: &[String],
+    name: &str,
+) -> anyhow::Result<String> {
     // sentry-cli recognises `sntryu_` + 64 hex as a user-style token and sends it as is.
     let token = format!("sntryu_{}", hex::encode(rand::random::<[u8; 32]>()));
     api_token::ActiveModel {
-        organization_id: Set(org.id),
-        user_id: Set(None),
+        organization_id: Set(organization_id),
+        user_id: Set(user_id),
         token_hash: Set(hex::encode(sha2::Sha256::digest(token.as_bytes()))),
         token_hint: Set(token[token.len() - 4..].to_string()),
         name: Set(name.to_string()),

@@ -12,4 +12,5 @@ pub mod queue;
 pub mod startup;
 pub mod telemetry;
 pub mod unsubscribe;
+pub mod web;
 pub mod worker_runtime;

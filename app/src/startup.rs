@@ -151,6 +151,7 @@ async fn http_server(
         rate_limiter: RateLimiter::default(),
         free_disk,
     });
+    let pages = web::Data::new(crate::web::WebState::new(&config));
     let metrics = web::Data::new(crate::metrics::MetricsState {
         db: db.clone(),
         token: config.metrics_token.clone(),
@@ -162,6 +163,11 @@ async fn http_server(
         App::new()
             .app_data(ingest.clone())
             .app_data(state.clone())
+            .app_data(pages.clone())
+            .wrap(crate::web::security_headers())
+            .wrap(actix_web::middleware::from_fn(
+                crate::web::session::api_session,
+            ))
             .app_data(metrics.clone())
             .configure(crate::metrics::routes)
             // SDKs always send the trailing slash, sentry-cli too; odd DSN prefixes can
@@ -173,6 +179,7 @@ async fn http_server(
             .configure(ingest::routes)
             .configure(health::routes)
             .configure(crate::unsubscribe::routes)
+            .configure(crate::web::routes)
     })
     .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(30)

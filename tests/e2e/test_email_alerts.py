@@ -397,3 +397,134 @@ def srv_bin():
     from conftest import BIN
 
     return BIN
+
+
+class Browser:
+    """A logged-in user of the pages: cookies, CSRF tokens, no redirects followed."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    def __init__(self, base):
+        import http.cookiejar
+
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), Browser.NoRedirect()
+        )
+
+    def request(self, method, path, fields=None):
+        import urllib.parse
+
+        data = urllib.parse.urlencode(fields).encode() if fields is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        try:
+            with self.opener.open(req, timeout=10) as r:
+                return r.status, r.read().decode(), r.headers.get("Location")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), e.headers.get("Location")
+
+    def csrf(self, path):
+        status, page, _ = self.request("GET", path)
+        assert status == 200, (path, status)
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+    def submit(self, page, action, fields):
+        return self.request("POST", action, {"csrf": self.csrf(page), **fields})
+
+    def login(self, email, password):
+        status, _, _ = self.submit("/login", "/login", {"email": email, "password": password})
+        assert status == 303, status
+
+
+SETTINGS = "/organizations/acme/projects/web/settings"
+ALERTS = "/organizations/acme/projects/web/alerts"
+
+
+def test_settings_page_edits_rules_sends_a_test_email_and_shows_the_log(smtp, servers):
+    srv = start_server(smtp)
+    servers.append(srv)
+    b = Browser(srv.url)
+    b.login(ADMIN, "correct horse battery")
+    status, page, _ = b.request("GET", SETTINGS)
+    assert status == 200
+    assert 'id="alerts"' in page and "New issues and regressions" in page
+    assert "SMTP is not configured" not in page
+    with srv.db() as conn:
+        rule_id = conn.execute("SELECT id FROM alert_rules").fetchone()[0]
+
+    rule = {"action": "save", "name": "Production", "enabled": "on", "on_new_issue": "on",
+            "environment": "production", "min_level": "warning", "release": "",
+            "notify_members": "on", "extra_recipients": "Ops@Example.com\noncall@example.com"}
+    status, _, location = b.submit(SETTINGS, f"{ALERTS}/rules/{rule_id}", rule)
+    assert status == 303 and location.endswith("?done=alerts#alerts")
+    with srv.db() as conn:
+        row = dict(conn.execute("SELECT * FROM alert_rules").fetchone())
+    assert (row["name"], row["on_regression"], row["environment"], row["min_level"]) == ("Production", 0, "production", "warning")
+    assert row["extra_recipients"] == "ops@example.com, oncall@example.com"
+
+    # Bad input is refused with a reason and changes nothing.
+    for bad, reason in [({"extra_recipients": "ops@example.com, nope"}, "nope"),
+                        ({"name": ""}, "name"),
+                        ({"min_level": "loud"}, "level"),
+                        ({"environment": "a\r\nb"}, "one line")]:
+        status, page, _ = b.submit(SETTINGS, f"{ALERTS}/rules/{rule_id}", {**rule, **bad})
+        assert status == 400 and reason in page, (bad, status)
+    with srv.db() as conn:
+        assert dict(conn.execute("SELECT * FROM alert_rules").fetchone()) == row
+    assert b.submit(SETTINGS, f"{ALERTS}/rules/999999", rule)[0] == 404
+    assert b.submit(SETTINGS, f"{ALERTS}/rules/abc", rule)[0] == 404
+    assert b.submit(SETTINGS, f"{ALERTS}/rules/{rule_id}", {**rule, "action": "explode"})[0] == 400
+    assert b.request("POST", f"{ALERTS}/rules/{rule_id}", rule)[0] == 403  # no CSRF token
+    assert b.submit(SETTINGS, "/organizations/acme/projects/nope/alerts/rules", rule)[0] == 404
+    # Logged out: to the login page, nothing changed.
+    assert Browser(srv.url).request("POST", f"{ALERTS}/test", {"to": "x@example.com"})[0] in (303, 403)
+
+    # A second rule, then deleted again.
+    status, _, _ = b.submit(SETTINGS, f"{ALERTS}/rules", {**rule, "name": "Second"})
+    assert status == 303
+    with srv.db() as conn:
+        second = conn.execute("SELECT id FROM alert_rules WHERE name = 'Second'").fetchone()[0]
+    assert b.submit(SETTINGS, f"{ALERTS}/rules/{second}", {"action": "delete"})[0] == 303
+    with srv.db() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM alert_rules").fetchone()[0] == 1
+
+    # The button sends a test email now, and the log says so.
+    status, _, location = b.submit(SETTINGS, f"{ALERTS}/test", {"to": ""})
+    assert status == 303 and "done=test" in location
+    [mail] = smtp.wait_for(1)
+    assert mail["rcpt"] == [ADMIN] and mail["msg"]["Subject"] == "Faultline test email"
+    assert b.submit(SETTINGS, f"{ALERTS}/test", {"to": "not an address"})[0] == 400
+
+    # An error in production reaches the members and the extra addresses; the log shows it.
+    send_errors(srv, group="ui")
+    mails = smtp.wait_for(4)
+    assert sorted(r for m in mails[1:] for r in m["rcpt"]) == [ADMIN, "oncall@example.com", "ops@example.com"]
+    wait_log(srv, lambda rows: sum(r["status"] == "sent" for r in rows) == 4)
+    status, page, _ = b.request("GET", SETTINGS)
+    assert page.count(">sent<") == 4 and "test email" in page and "new issue" in page
+    assert "oncall@example.com" in page
+
+    # Unsubscribing myself from the page: the next issue skips me.
+    assert b.submit(SETTINGS, f"{ALERTS}/subscription", {"action": "unsubscribe"})[0] == 303
+    assert "Subscribe again" in b.request("GET", SETTINGS)[1]
+    send_errors(srv, title="second problem", group="ui-2")
+    mails = smtp.wait_for(6)
+    assert ADMIN not in [r for m in mails[4:] for r in m["rcpt"]]
+    smtp.settle(6)
+
+
+def test_settings_page_says_when_smtp_is_not_configured(servers):
+    srv = start_server(None)
+    servers.append(srv)
+    b = Browser(srv.url)
+    b.login(ADMIN, "correct horse battery")
+    page = b.request("GET", SETTINGS)[1]
+    assert "SMTP is not configured" in page
+    status, page, _ = b.submit(SETTINGS, f"{ALERTS}/test", {"to": ""})
+    assert status == 400 and "SMTP not configured" in page
+    send_errors(srv)
+    wait_log(srv, lambda rows: any(r["status"] == "not_sent" and r["kind"] == "new_issue" for r in rows))
+    page = b.request("GET", SETTINGS)[1]
+    assert "not sent" in page and "SMTP not configured" in page
