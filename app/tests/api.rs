@@ -1194,7 +1194,37 @@ async fn release_files_upload_list_download_delete_and_blobs_go_with_them() {
             .await,
             0
         );
+        // `releases files v1 delete --all` (2.x): every file of the release.
+        assert_eq!(
+            api.delete("projects/acme/web/files/source-maps/")
+                .await
+                .status,
+            400
+        );
+        assert_eq!(
+            api.delete("projects/acme/web/files/source-maps/?name=nope")
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            api.delete("projects/acme/web/files/source-maps/?name=v1")
+                .await
+                .status,
+            204
+        );
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM artifacts").await, 0);
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM blobs").await, 0);
         // Deleting the release takes its files and their blobs.
+        api.multipart(
+            path,
+            &[
+                Part("file", Some("app.min.js"), MINIFIED),
+                Part("name", None, b"~/static/app.min.js"),
+            ],
+        )
+        .await;
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM blobs").await, 1);
         assert_eq!(
             api.delete("organizations/acme/releases/v1/").await.status,
             204

@@ -142,6 +142,22 @@ impl Browser {
     }
 }
 
+/// A statement with `?` placeholders, numbered `$n` on PostgreSQL.
+fn stmt(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    let backend = app.db.get_database_backend();
+    let mut text = String::new();
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' && backend == sea_orm::DbBackend::Postgres {
+            n += 1;
+            text.push_str(&format!("${n}"));
+        } else {
+            text.push(c);
+        }
+    }
+    Statement::from_sql_and_values(backend, text, values)
+}
+
 async fn user(app: &TestApp, email: &str) -> i64 {
     cli::create_user(&app.db, email, PASSWORD, false)
         .await
@@ -150,11 +166,11 @@ async fn user(app: &TestApp, email: &str) -> i64 {
 
 async fn add_member(app: &TestApp, org: &str, user_id: i64, role: &str) {
     app.db
-        .execute_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
+        .execute_raw(stmt(
+            app,
             "INSERT INTO members (organization_id, user_id, role, created_at) \
              SELECT id, ?, ?, 0 FROM organizations WHERE slug = ?",
-            [user_id.into(), role.into(), org.into()],
+            vec![user_id.into(), role.into(), org.into()],
         ))
         .await
         .expect("member");
@@ -184,27 +200,33 @@ async fn send_event(app: &TestApp, project_id: i64, key: &str, message: &str) ->
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    app.wait_for_event(&event_id).await;
-    let row = app
-        .db
-        .query_one_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            "SELECT issue_id FROM events WHERE event_id = ?",
-            [event_id.clone().into()],
-        ))
-        .await
-        .expect("query")
-        .expect("row");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = app
+            .db
+            .query_one_raw(stmt(
+                app,
+                "SELECT issue_id FROM events WHERE event_id = ?",
+                vec![event_id.clone().into()],
+            ))
+            .await
+            .expect("query");
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "event {event_id} was not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     (row.try_get_by_index(0).expect("issue id"), event_id)
 }
 
 async fn issue_status(app: &TestApp, issue_id: i64) -> String {
     let row = app
         .db
-        .query_one_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
+        .query_one_raw(stmt(
+            app,
             "SELECT status FROM issues WHERE id = ?",
-            [issue_id.into()],
+            vec![issue_id.into()],
         ))
         .await
         .expect("query")
@@ -774,7 +796,27 @@ async fn garbage_in_urls_queries_and_forms_gets_clear_answers() {
 
 #[tokio::test]
 async fn issue_workflow_and_keys_over_http() {
-    let app = spawn_app(&[]).await;
+    issue_workflow(spawn_app(&[]).await).await;
+}
+
+/// The same pages on PostgreSQL (one SQL text for both engines).
+#[tokio::test]
+async fn issue_workflow_and_keys_over_http_on_postgres() {
+    let admin_url = faultline_core::db::testing::postgres_admin_url();
+    let admin = faultline_core::db::connect_url(&admin_url)
+        .await
+        .expect("postgres");
+    let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("url");
+    url.set_path(&name);
+    issue_workflow(spawn_app(&[("DATABASE_URL", url.as_str())]).await).await;
+}
+
+async fn issue_workflow(app: TestApp) {
     let u = user(&app, "kim@example.com").await;
     add_member(&app, "acme", u, "admin").await;
     let (issue, event_id) =
@@ -805,6 +847,45 @@ async fn issue_workflow_and_keys_over_http() {
             .await;
         assert!(!page.body.contains("checkout failed"), "{q}");
     }
+    // The trace page and the other lists.
+    let page = b
+        .get("/organizations/acme/traces/4bf92f3577b34da6a3ce929d0e0e4736")
+        .await;
+    assert!(page.body.contains("checkout failed"));
+    for path in [
+        "/organizations/acme/projects",
+        "/organizations/acme/settings",
+        "/account",
+        "/organizations/acme/projects/web/settings",
+    ] {
+        assert_eq!(b.get(path).await.status, 200, "{path}");
+    }
+    for sort in ["new", "freq", "user"] {
+        let page = b
+            .get(&format!(
+                "/organizations/acme/projects/web?sort={sort}&period=14d"
+            ))
+            .await;
+        assert!(page.body.contains("checkout failed"), "{sort}");
+    }
+    // Releases: the list and the detail page count the release's issue and event.
+    let page = b.get("/organizations/acme/projects/web/releases").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("1.0.0"), "the release is listed");
+    let page = b
+        .get("/organizations/acme/release?version=1.0.0&project=web")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("checkout failed"),
+        "its new issue is listed"
+    );
+    assert_eq!(
+        b.get("/organizations/acme/release?version=9.9.9")
+            .await
+            .status,
+        404
+    );
     // The raw JSON download.
     let page = b
         .get(&format!(

@@ -98,6 +98,19 @@ pub fn symbolication(hit: bool) {
         .inc();
 }
 
+/// Counts frames resolved (`hits`) and not resolved (`misses`) through source maps.
+pub fn symbolication_frames(hits: u64, misses: u64) {
+    let m = &get().symbolication;
+    if hits > 0 {
+        m.get_or_create(&OutcomeLabel { outcome: "hit" })
+            .inc_by(hits);
+    }
+    if misses > 0 {
+        m.get_or_create(&OutcomeLabel { outcome: "miss" })
+            .inc_by(misses);
+    }
+}
+
 /// Counts one alert email handed to the SMTP server.
 pub fn email_sent() {
     get()

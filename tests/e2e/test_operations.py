@@ -378,6 +378,48 @@ def test_queue_depth_and_oldest_job_age_while_no_worker_runs(queue):
             subprocess.run(["redis-cli", "-n", "9", "FLUSHDB"], capture_output=True)
 
 
+def test_symbolication_hits_and_misses_are_counted(tmp_path):
+    """One frame whose file has a source map (uploaded with the real sentry-cli 2.x) is a
+    hit, one whose file has none is a miss."""
+    from sourcemaps import CLI2, api_token, cli_env, run_cli
+    srv = new_server("faultline-metrics-symbolicate-", platform="javascript")
+    srv.start()
+    try:
+        dist = tmp_path / "dist"
+        dist.mkdir()
+        (dist / "app.min.js").write_text("function a(){throw new Error('boom')}\n//# sourceMappingURL=app.min.js.map\n")
+        (dist / "app.min.js.map").write_text(json.dumps({
+            "version": 3, "file": "app.min.js", "sources": ["src/boom.js"], "names": ["explode"],
+            "sourcesContent": ["function explode() {\n  throw new Error('boom');\n}\n"],
+            "mappings": "AAAAA",
+        }))
+        release = f"metrics-{uuid.uuid4().hex[:8]}"
+        env = cli_env(srv, api_token(srv), project="obs")
+        run_cli(CLI2, ["releases", "new", release], env)
+        run_cli(CLI2, ["releases", "files", release, "upload-sourcemaps", str(dist), "--url-prefix", "~/static"], env)
+
+        before = scrape(srv)
+        event_id = uuid.uuid4().hex
+        frames = [
+            {"abs_path": "https://shop.example.com/static/app.min.js", "filename": "app.min.js", "function": "a", "lineno": 1, "colno": 1},
+            {"abs_path": "https://shop.example.com/static/unmapped.min.js", "filename": "unmapped.min.js", "function": "b", "lineno": 1, "colno": 5},
+        ]
+        event = json.dumps({"event_id": event_id, "platform": "javascript", "release": release,
+                            "exception": {"values": [{"type": "Error", "value": "boom", "stacktrace": {"frames": frames}}]}})
+        body = f'{{"event_id":"{event_id}"}}\n{{"type":"event","length":{len(event)}}}\n{event}\n'.encode()
+        assert post_envelope(srv, body) == 200
+        stored = srv.wait_for_event(event_id)
+        statuses = [f.get("data", {}).get("symbolicator_status")
+                    for f in stored["payload"]["exception"]["values"][0]["stacktrace"]["frames"]]
+        assert statuses[0] == "symbolicated", statuses
+        after = wait_metric(srv, None, "faultline_events_stored_total", value(before, "faultline_events_stored_total") + 1)
+        hit = ("faultline_symbolication_frames_total", "hit")
+        assert value(after, hit[0], outcome="hit") - value(before, hit[0], outcome="hit") == 1
+        assert value(after, hit[0], outcome="miss") - value(before, hit[0], outcome="miss") == 1
+    finally:
+        srv.stop()
+
+
 # --- logs ------------------------------------------------------------------------------
 
 

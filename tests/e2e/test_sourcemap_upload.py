@@ -118,6 +118,13 @@ def test_legacy_release_files_upload_sourcemaps_without_debug_ids(server, tmp_pa
     assert rows[0]["headers"]["sourcemap"] == "app.min.js.map"
     _, listing = run_cli(CLI2, ["releases", "files", release, "list"], env)
     assert "~/static/app.min.js.map" in listing
+    # One file, then all of them, deleted through the CLI; their contents go too.
+    run_cli(CLI2, ["releases", "files", release, "delete", "~/static/app.min.js.map"], env)
+    assert [r["name"] for r in artifacts(server, release=release)] == ["~/static/app.min.js"]
+    assert blob(server, rows[1]["sha1"]) is None
+    run_cli(CLI2, ["releases", "files", release, "delete", "--all"], env)
+    assert artifacts(server, release=release) == []
+    assert blob(server, rows[0]["sha1"]) is None
 
 
 @pytest.mark.parametrize("cli", CLIS)

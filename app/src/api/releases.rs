@@ -69,6 +69,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(upload_file_project)),
     )
     .service(
+        web::resource([
+            "/projects/{org}/{project}/files/source-maps",
+            "/organizations/{org}/files/source-maps",
+        ])
+        .route(web::delete().to(delete_release_source_maps)),
+    )
+    .service(
         web::resource("/projects/{org}/{project}/releases/{version}/files/{id}")
             .route(web::get().to(get_file_project))
             .route(web::delete().to(delete_file_project)),
@@ -1110,4 +1117,26 @@ async fn delete_file_project(
 ) -> ApiResult<HttpResponse> {
     let (org, project, version, id) = path.into_inner();
     delete_file(&auth, &org, Some(&project), &version, &id).await
+}
+
+/// `sentry-cli releases files R delete --all` (2.x): every file of release `?name=`.
+async fn delete_release_source_maps(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let org = req.match_info().get("org").unwrap_or_default().to_string();
+    let project = req.match_info().get("project").map(str::to_string);
+    let version = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| ApiError::bad_request("`name` (the release version) is required"))?;
+    let (_, release) = release_for_files(
+        &auth,
+        &org,
+        project.as_deref(),
+        &version,
+        Scope::ProjectReleases,
+    )
+    .await?;
+    let txn = super::begin_write(auth.db()).await?;
+    artifacts::delete_where(&txn, "release_id = ?", vec![release.id.into()]).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -226,7 +226,7 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
     let mut facets = Vec::new();
     let keys = sql::all(
         db,
-        "SELECT key, SUM(times_seen) AS total, COUNT(*) AS distinct_values \
+        "SELECT key, CAST(SUM(times_seen) AS BIGINT) AS total, COUNT(*) AS distinct_values \
          FROM issue_tag_values WHERE issue_id = ? GROUP BY key ORDER BY key LIMIT 40",
         vec![issue.id.into()],
     )

@@ -38,7 +38,7 @@ struct ReleasesPage {
 async fn release_events(ctx: &Ctx, project_id: i64, version: &str) -> Result<i64, WebError> {
     let r = sql::one(
         &ctx.app.db,
-        "SELECT SUM(t.times_seen) AS n FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id \
+        "SELECT CAST(SUM(t.times_seen) AS BIGINT) AS n FROM issue_tag_values t JOIN issues i ON i.id = t.issue_id \
          WHERE t.key = 'release' AND t.value = ? AND i.project_id = ?",
         vec![version.into(), project_id.into()],
     )

@@ -221,9 +221,18 @@ pub async fn symbolicate_batch(db: &impl ConnectionTrait, events: &mut [(i64, Ev
         per_event.push(reqs);
     }
     let outcomes = resolve_logged(db, all).await;
+    let (mut hits, mut misses) = (0u64, 0u64);
     for ((_, event), reqs) in events.iter_mut().zip(per_event) {
-        apply_outcomes(event, &reqs, &outcomes);
+        for report in apply_outcomes(event, &reqs, &outcomes) {
+            if report.status == Status::Symbolicated {
+                hits += 1;
+            } else {
+                misses += 1;
+            }
+        }
     }
+    // Frames of events as they are stored (not re-symbolication when an event is viewed).
+    faultline_core::metrics::symbolication_frames(hits, misses);
 }
 
 /// Symbolicates one event of organization `org_id` (in place) and reports every
