@@ -56,6 +56,14 @@ enum Command {
         #[arg(long)]
         retry_dead: bool,
     },
+    /// Copy the embedded SQLite database to PATH while the server runs (PostgreSQL: pg_dump).
+    Backup {
+        /// The new file to write (never overwritten).
+        path: std::path::PathBuf,
+        /// Also copy the embedded queue (events accepted but not yet stored) to PATH.queue.db.
+        #[arg(long)]
+        with_queue: bool,
+    },
     /// Send a real test event to a DSN, the way an SDK does.
     SendTestEvent {
         /// The DSN to send to, e.g. http://KEY@localhost:8000/1
@@ -140,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     // Servers log what they do; one-shot admin commands only print their result.
     let serving = matches!(command, Command::Serve | Command::Web | Command::Worker);
-    init_tracing(&config, if serving { "info" } else { "warn" });
+    let _telemetry = crate::telemetry::init(&config, if serving { "info" } else { "warn" })?;
     match command {
         Command::Serve => {
             serve(
@@ -234,25 +242,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backup { path, with_queue } => {
+            let report = crate::backup::run(&config, &path, with_queue).await?;
+            println!(
+                "database backed up to {} ({} bytes)",
+                report.database.0.display(),
+                report.database.1
+            );
+            match report.queue {
+                Some((p, n)) => println!("queue backed up to {} ({n} bytes)", p.display()),
+                None => eprintln!(
+                    "note: queue.db (events accepted but not yet stored, usually empty within \
+                     seconds) was not copied; add --with-queue to copy it too"
+                ),
+            }
+            Ok(())
+        }
         Command::SendTestEvent { .. } => unreachable!("handled above"),
     }
-}
-
-fn init_tracing(config: &Config, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},sqlx=warn,apalis=warn,sea_orm_migration=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if config.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 async fn serve(config: Config, roles: Roles) -> anyhow::Result<()> {
@@ -486,11 +493,23 @@ pub async fn create_token(
             .map(str::to_string)
             .collect()
     };
+    create_token_for(db, org.id, None, &scopes, name).await
+}
+
+/// Creates an API token of an organization (optionally on behalf of a user) and returns it;
+/// only its SHA-256 is stored. The web pages create tokens through this too.
+pub async fn create_token_for(
+    db: &DatabaseConnection,
+    organization_id: i64,
+    user_id: Option<i64>,
+    scopes: &[String],
+    name: &str,
+) -> anyhow::Result<String> {
     // sentry-cli recognises `sntryu_` + 64 hex as a user-style token and sends it as is.
     let token = format!("sntryu_{}", hex::encode(rand::random::<[u8; 32]>()));
     api_token::ActiveModel {
-        organization_id: Set(org.id),
-        user_id: Set(None),
+        organization_id: Set(organization_id),
+        user_id: Set(user_id),
         token_hash: Set(hex::encode(sha2::Sha256::digest(token.as_bytes()))),
         token_hint: Set(token[token.len() - 4..].to_string()),
         name: Set(name.to_string()),

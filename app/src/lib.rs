@@ -2,9 +2,14 @@
 //! process startup that ties them to the worker. A library so integration tests can start
 //! the real application in-process on a free port.
 
+pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod queue;
 pub mod startup;
+pub mod telemetry;
+pub mod web;
 pub mod worker_runtime;

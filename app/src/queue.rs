@@ -481,17 +481,71 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
             .fetch_one(pool)
             .await
             .ok(),
+            // apalis-redis puts a job pushed with a run time (ours: "now") in its scheduled
+            // set and moves it to the active list when a worker fetches: waiting jobs are in
+            // both. Counting only the list read 0 while no worker ran.
             Backend::Redis(conn) => {
+                let config = redis_config();
                 let mut conn = conn.clone();
-                redis::cmd("LLEN")
-                    .arg(redis_config().active_jobs_list())
-                    .query_async::<i64>(&mut conn)
+                redis::pipe()
+                    .cmd("LLEN")
+                    .arg(config.active_jobs_list())
+                    .cmd("ZCARD")
+                    .arg(config.scheduled_jobs_set())
+                    .query_async::<(i64, i64)>(&mut conn)
                     .await
                     .ok()
+                    .map(|(active, scheduled)| active + scheduled)
             }
         };
         if let Some(n) = measured {
             depth.store(n.max(0) as u64, Ordering::Relaxed);
+            faultline_core::metrics::get().queue_depth.set(n.max(0));
+        }
+        if let Some(age) = oldest_waiting_age(&backend).await {
+            faultline_core::metrics::get().queue_oldest_age.set(age);
+        }
+    }
+}
+
+/// Seconds the oldest waiting job has waited (0 when none waits), for `/metrics`.
+async fn oldest_waiting_age(backend: &Backend) -> Option<f64> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    match backend {
+        // `run_at` is when the job became runnable, in seconds.
+        Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(run_at) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
+        )
+        .bind(EVENT_QUEUE)
+        .fetch_one(pool)
+        .await
+        .ok()
+        .map(|oldest| oldest.map_or(0.0, |s| ((now_ms - s * 1000).max(0)) as f64 / 1000.0)),
+        // Waiting jobs sit in the scheduled set (score: run time, seconds) until a worker
+        // moves them to the active list, which it reads from the head. Job ids are ULIDs,
+        // which carry their creation time.
+        Backend::Redis(conn) => {
+            let config = redis_config();
+            let mut conn = conn.clone();
+            let (head, first_scheduled): (Option<String>, Vec<(String, f64)>) = redis::pipe()
+                .cmd("LINDEX")
+                .arg(config.active_jobs_list())
+                .arg(0)
+                .cmd("ZRANGE")
+                .arg(config.scheduled_jobs_set())
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            let active_age = head
+                .and_then(|id| ulid::Ulid::from_string(&id).ok())
+                .map_or(0, |u| now_ms - u.timestamp_ms() as i64);
+            let scheduled_age = first_scheduled
+                .first()
+                .map_or(0, |(_, run_at)| now_ms - (*run_at * 1000.0) as i64);
+            Some(active_age.max(scheduled_age).max(0) as f64 / 1000.0)
         }
     }
 }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::middleware::{Condition, NormalizePath, TrailingSlash};
 use actix_web::{App, HttpServer, web};
 use faultline_core::config::Config;
 use sea_orm::DatabaseConnection;
 
 use crate::ingest::{self, IngestState, keys::KeyCache, ratelimit::RateLimiter};
 use crate::queue::Queue;
-use crate::{health, worker_runtime};
+use crate::{api, health, worker_runtime};
 use faultline_core::db;
 
 /// Which halves of Faultline this process runs.
@@ -95,12 +95,33 @@ impl Application {
         if let Some(listener) = self.listener {
             let server = http_server(self.config, self.db, self.queue, listener).await?;
             tracing::info!("faultline is serving");
+            // actix handles SIGTERM/SIGINT itself: it stops accepting, lets in-flight
+            // requests finish (each waits for its group commit) and then resolves.
             server.await?;
+            tracing::info!("web server stopped; every acknowledged event is in the queue");
         } else {
+            let metrics = match self.config.metrics_bind {
+                Some(bind) => {
+                    let server = crate::metrics::worker_server(
+                        bind,
+                        self.db.clone(),
+                        self.config.metrics_token.clone(),
+                    )?;
+                    let handle = server.handle();
+                    tokio::spawn(server);
+                    Some(handle)
+                }
+                None => None,
+            };
             shutdown_signal().await;
+            tracing::info!("stopping");
+            if let Some(m) = metrics {
+                m.stop(true).await;
+            }
         }
         if let Some(w) = worker {
             w.stop().await;
+            tracing::info!("worker stopped");
         }
         Ok(())
     }
@@ -122,16 +143,34 @@ async fn http_server(
         rate_limiter: RateLimiter::default(),
         free_disk,
     });
+    let pages = web::Data::new(crate::web::WebState::new(&config));
+    let metrics = web::Data::new(crate::metrics::MetricsState {
+        db: db.clone(),
+        token: config.metrics_token.clone(),
+    });
+    api::blobs::spawn_collector(db.clone());
     let state = web::Data::new(AppState { config, db, queue });
+    let traced = crate::telemetry::enabled();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(ingest.clone())
             .app_data(state.clone())
+            .app_data(pages.clone())
+            .wrap(crate::web::security_headers())
+            .wrap(actix_web::middleware::from_fn(
+                crate::web::session::api_session,
+            ))
+            .app_data(metrics.clone())
+            .configure(crate::metrics::routes)
             // SDKs always send the trailing slash, sentry-cli too; odd DSN prefixes can
             // produce `//api/...`. Fold both before routing (Relay does the same).
             .wrap(NormalizePath::new(TrailingSlash::Trim))
+            // Outermost, so the span covers the whole request; absent unless tracing is on.
+            .wrap(Condition::new(traced, crate::telemetry::http::RequestSpans))
+            .configure(api::routes)
             .configure(ingest::routes)
             .configure(health::routes)
+            .configure(crate::web::routes)
     })
     .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(30)

@@ -12,6 +12,7 @@ use apalis::prelude::*;
 use faultline_core::jobs::EventJob;
 use faultline_worker::pipeline::Pipeline;
 use sea_orm::DatabaseConnection;
+use tracing::Instrument;
 
 use crate::queue::{self, Backend as QueueBackend};
 use apalis::prelude::WorkerError;
@@ -49,10 +50,13 @@ impl RunningWorker {
 }
 
 async fn handle(job: EventJob, pipeline: Data<Pipeline>) -> Result<(), BoxDynError> {
-    pipeline
-        .process(job)
-        .await
-        .map_err(|e| Box::new(e) as BoxDynError)
+    let span =
+        crate::telemetry::job_span(job.project_id, &job.event_id, job.traceparent.as_deref());
+    let result = pipeline.process(job).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result.map_err(|e| Box::new(e) as BoxDynError)
 }
 
 /// A name for one run of a worker. apalis refuses a name whose previous holder's heartbeat
@@ -87,8 +91,10 @@ pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Res
                 let _ = stopped_rx.wait_for(|s| *s).await;
                 Ok::<(), std::io::Error>(())
             };
-            let result = run_once(&backend, pipeline.clone(), signal).await;
+            let name = worker_name();
+            let result = run_once(&backend, pipeline.clone(), signal, &name).await;
             if *stopped.borrow() {
+                release_jobs(&backend, &name).await;
                 return;
             }
             match result {
@@ -121,12 +127,43 @@ async fn retention_loop(db: DatabaseConnection) {
     }
 }
 
+/// On a graceful stop, puts the jobs this run fetched but did not finish back in the queue
+/// at once (apalis would re-enqueue them only after the run's heartbeats lapse). They are
+/// not counted as failed attempts. A job whose event was committed but whose
+/// acknowledgement was cut short runs again and is deduplicated by its event id.
+async fn release_jobs(backend: &QueueBackend, name: &str) {
+    // apalis-redis re-enqueues a stopped worker's jobs through its heartbeat check.
+    let QueueBackend::Sqlite(pool) = backend else {
+        return;
+    };
+    let released = sea_orm::sqlx::query(
+        "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL, done_at = NULL \
+         WHERE lock_by = ?1 AND status IN ('Queued', 'Running')",
+    )
+    .bind(name)
+    .execute(pool)
+    .await;
+    match released {
+        Ok(r) if r.rows_affected() > 0 => {
+            tracing::info!(
+                jobs = r.rows_affected(),
+                "released unfinished jobs to the queue"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "releasing unfinished jobs failed; they return after the heartbeat timeout")
+        }
+    }
+}
+
 async fn run_once(
     backend: &QueueBackend,
     pipeline: Pipeline,
     signal: impl std::future::Future<Output = Result<(), std::io::Error>> + Send + 'static,
+    name: &str,
 ) -> Result<(), WorkerError> {
-    let name = worker_name();
+    let name = name.to_string();
     match backend {
         QueueBackend::Sqlite(pool) => {
             let storage = apalis_sqlite::SqliteStorage::<EventJob>::new(pool)

@@ -33,6 +33,26 @@ pub struct Config {
     pub email_from: String,
     /// `text` (default) or `json` (`FAULTLINE_LOG_FORMAT`).
     pub log_json: bool,
+    /// Export of Faultline's own traces over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None` = off.
+    pub otel: Option<OtelConfig>,
+    /// Bearer token `GET /metrics` requires (`FAULTLINE_METRICS_TOKEN`); `None` = open.
+    pub metrics_token: Option<String>,
+    /// Where a `faultline worker` serves `/metrics` and `/healthz` (`FAULTLINE_METRICS_BIND`);
+    /// web processes serve them on `FAULTLINE_BIND`.
+    pub metrics_bind: Option<SocketAddr>,
+}
+
+/// Where and how Faultline sends its own traces (the standard `OTEL_*` variables).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelConfig {
+    /// Full URL spans are posted to: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
+    pub traces_endpoint: String,
+    /// `OTEL_SERVICE_NAME`, default `faultline`.
+    pub service_name: String,
+    /// Share of new traces recorded (`OTEL_TRACES_SAMPLER_ARG`, 0..=1, default 1); a trace
+    /// continued from an incoming `traceparent` follows the caller's decision.
+    pub sample_ratio: f64,
 }
 
 /// Ingest limits and backpressure bounds.
@@ -252,6 +272,20 @@ impl Config {
             }
         };
 
+        let otel = otel_config(&src)?;
+        let metrics_bind = match src.get("FAULTLINE_METRICS_BIND") {
+            None => None,
+            Some(text) => Some(
+                text.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "FAULTLINE_METRICS_BIND",
+                        reason: format!("{text:?} is not an address like 0.0.0.0:9000"),
+                    })?,
+            ),
+        };
+
         Ok(Config {
             bind,
             public_url,
@@ -270,6 +304,9 @@ impl Config {
                 .get("FAULTLINE_EMAIL_FROM")
                 .unwrap_or_else(|| "faultline@localhost".into()),
             log_json,
+            otel,
+            metrics_token: src.get("FAULTLINE_METRICS_TOKEN"),
+            metrics_bind,
         })
     }
 
@@ -315,6 +352,74 @@ impl Config {
         let base = url.as_str().trim_end_matches('/').to_string();
         format!("{base}/{project_id}")
     }
+}
+
+/// The standard OpenTelemetry exporter variables; tracing is on when an endpoint is set.
+fn otel_config(src: &Source) -> Result<Option<OtelConfig>, ConfigError> {
+    if src
+        .get("OTEL_SDK_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Ok(None);
+    }
+    let endpoint = |name: &'static str, suffix: &str| -> Result<Option<String>, ConfigError> {
+        let Some(raw) = src.get(name) else {
+            return Ok(None);
+        };
+        let url = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
+            name,
+            reason: format!("{raw:?}: {e} (expected http://HOST:4318)"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{raw:?} must be an http:// or https:// URL with a host"),
+            });
+        }
+        Ok(Some(format!(
+            "{}{suffix}",
+            url.as_str().trim_end_matches('/')
+        )))
+    };
+    let traces_endpoint = match endpoint("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")? {
+        Some(e) => e,
+        None => match endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces")? {
+            Some(e) => e,
+            None => return Ok(None),
+        },
+    };
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(p) = src.get(name).filter(|p| p != "http/protobuf") {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "{p:?} is not supported: Faultline exports OTLP as http/protobuf (collector port 4318)"
+                ),
+            });
+        }
+    }
+    let sample_ratio = match src.get("OTEL_TRACES_SAMPLER_ARG") {
+        None => 1.0,
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "OTEL_TRACES_SAMPLER_ARG",
+                reason: format!("{v:?} is not a ratio between 0 and 1"),
+            })?,
+    };
+    Ok(Some(OtelConfig {
+        traces_endpoint,
+        service_name: src
+            .get("OTEL_SERVICE_NAME")
+            .unwrap_or_else(|| "faultline".into()),
+        sample_ratio,
+    }))
 }
 
 fn parse_public_url(u: &str) -> Result<Url, ConfigError> {
@@ -414,6 +519,12 @@ mod tests {
                 "FAULTLINE_MAX_EVENT_SIZE",
             ),
             ("FAULTLINE_LOG_FORMAT", "xml", "FAULTLINE_LOG_FORMAT"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "collector:4318",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            ("FAULTLINE_METRICS_BIND", "nine", "FAULTLINE_METRICS_BIND"),
         ];
         for (k, v, name) in cases {
             let dir = std::env::temp_dir();
@@ -426,6 +537,36 @@ mod tests {
             let err = Config::from_map(e).expect_err(k);
             assert!(err.to_string().starts_with(name), "{k}={v}: {err}");
             assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn otel_is_off_unless_an_endpoint_is_set() {
+        let c = Config::from_map(env(&[("FAULTLINE_CONFIG", "")])).expect("valid");
+        assert_eq!(c.otel, None);
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
+            ("OTEL_SERVICE_NAME", "faultline-web"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]))
+        .expect("valid");
+        let otel = c.otel.expect("on");
+        assert_eq!(otel.traces_endpoint, "http://jaeger:4318/v1/traces");
+        assert_eq!(otel.service_name, "faultline-web");
+        assert_eq!(otel.sample_ratio, 0.25);
+        for (k, v) in [
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+            ("OTEL_TRACES_SAMPLER_ARG", "half"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ] {
+            let err = Config::from_map(env(&[
+                ("FAULTLINE_CONFIG", ""),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318"),
+                (k, v),
+            ]))
+            .expect_err(v);
+            assert!(err.to_string().starts_with(k), "{err}");
         }
     }
 

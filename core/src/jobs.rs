@@ -45,6 +45,11 @@ pub struct EventJob {
     /// is a quarter of the I/O.
     #[serde(default)]
     pub payload_zstd: Option<String>,
+    /// W3C `traceparent` of the ingest request that queued the job, when Faultline's own
+    /// tracing is on: the worker's span for the job continues that trace. Jobs queued
+    /// before this field existed decode with `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A job whose payload cannot be read back.
@@ -96,6 +101,7 @@ mod tests {
             kind: PayloadKind::Event,
             payload: None,
             payload_zstd: Some(EventJob::pack_payload(raw).expect("pack")),
+            traceparent: None,
         };
         let json = serde_json::to_vec(&job).expect("serialize");
         let back: EventJob = serde_json::from_slice(&json).expect("deserialize");
@@ -105,5 +111,16 @@ mod tests {
             ..back
         };
         assert!(broken.payload_bytes(1 << 20).is_err());
+    }
+
+    #[test]
+    fn jobs_queued_before_trace_context_still_decode() {
+        let old = br#"{"project_id":1,"event_id":"ab","received_ms":5,"client_ip":null,"kind":"event","payload":{"message":"hi"}}"#;
+        let job: EventJob = serde_json::from_slice(old).expect("old job decodes");
+        assert_eq!(job.traceparent, None);
+        assert_eq!(
+            &*job.payload_bytes(1 << 10).expect("payload"),
+            br#"{"message":"hi"}"#
+        );
     }
 }

@@ -11,4 +11,6 @@ pub mod db;
 #[cfg(feature = "storage")]
 pub mod entity;
 pub mod jobs;
+pub mod metrics;
 pub mod protocol;
+pub mod telemetry;

@@ -29,3 +29,19 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq chromium >/dev/null
 fi
+
+# Observability tests: an OTLP receiver (opentelemetry-proto) and Prometheus' parsers.
+if [ ! -f "$WORK/venv/.stamp-obs-v1" ]; then
+  "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check \
+    'opentelemetry-proto==1.45.2' 'prometheus-client==0.26.0'
+  touch "$WORK/venv/.stamp-obs-v1"
+fi
+
+# `docker compose config` validates docker-compose.yml; without the docker client and its
+# compose plugin, Debian's docker-compose (v1) does the same check without a daemon.
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  echo "installing docker-compose from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq docker-compose >/dev/null
+fi

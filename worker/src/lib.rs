@@ -1,11 +1,12 @@
 //! Faultline's event pipeline: every queued raw event goes through
-//! normalize -> (symbolicate) -> grouping -> store, in that order, one module a step.
+//! normalize -> symbolicate (JavaScript source maps) -> grouping -> store, in that order, one module a step.
 //! It runs inside `faultline serve` or as `faultline worker`.
 
 pub mod grouping;
 pub mod normalize;
 pub mod pipeline;
 pub mod retention;
-mod sql;
+pub mod sql;
 pub mod store;
+pub mod symbolicate;
 pub mod tags;

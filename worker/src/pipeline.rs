@@ -10,13 +10,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use faultline_core::jobs::{EventJob, PayloadKind};
+use faultline_core::metrics;
 use faultline_core::protocol::event::Event;
+use faultline_core::telemetry::SPAN_TARGET;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::normalize::{self, NormalizeContext};
 use crate::store::{self, PreparedEvent};
-use crate::{grouping, tags};
+use crate::{grouping, symbolicate, tags};
 
 /// Largest event payload a job may unpack to.
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
@@ -40,6 +43,9 @@ pub enum PipelineError {
 struct Submitted {
     job: EventJob,
     done: oneshot::Sender<Result<(), PipelineError>>,
+    /// The caller's span (the job's, when tracing is on): the batch's database span
+    /// follows from it.
+    span: tracing::Span,
 }
 
 /// Handle to the running batcher; cheap to clone.
@@ -60,7 +66,11 @@ impl Pipeline {
     pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Submitted { job, done })
+            .send(Submitted {
+                job,
+                done,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| PipelineError::Closed)?;
         wait.await.map_err(|_| PipelineError::Closed)?
@@ -73,6 +83,7 @@ type Waiter = oneshot::Sender<Result<(), PipelineError>>;
 struct ReadyBatch {
     events: Vec<PreparedEvent>,
     waiters: Vec<Waiter>,
+    spans: Vec<tracing::Span>,
 }
 
 /// Stage one: collect waiting jobs and prepare them (CPU, on blocking threads, split over
@@ -80,7 +91,7 @@ struct ReadyBatch {
 /// next batch overlaps the database write of the current one.
 async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     let (ready_tx, ready_rx) = mpsc::channel::<ReadyBatch>(1);
-    tokio::spawn(storer(db, ready_rx));
+    tokio::spawn(storer(db.clone(), ready_rx));
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -96,10 +107,17 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
                 Err(_) => break,
             }
         }
-        let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) =
-            batch.drain(..).map(|s| (s.job, s.done)).unzip();
+        let mut spans = Vec::with_capacity(batch.len());
+        let (jobs, waiters): (Vec<EventJob>, Vec<Waiter>) = batch
+            .drain(..)
+            .map(|s| {
+                spans.push(s.span);
+                (s.job, s.done)
+            })
+            .unzip();
         let started = std::time::Instant::now();
         let prepared = prepare_parallel(jobs, workers).await;
+        let prepared = symbolicate_pending(&db, prepared, workers).await;
         tracing::debug!(
             jobs = prepared.len(),
             ms = started.elapsed().as_millis() as u64,
@@ -108,15 +126,18 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
         let mut ready = ReadyBatch {
             events: Vec::with_capacity(prepared.len()),
             waiters: Vec::with_capacity(prepared.len()),
+            spans: Vec::with_capacity(prepared.len()),
         };
-        for (p, w) in prepared.into_iter().zip(waiters) {
+        for ((p, w), span) in prepared.into_iter().zip(waiters).zip(spans) {
             match p {
                 Ok(p) => {
                     ready.events.push(p);
                     ready.waiters.push(w);
+                    ready.spans.push(span);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "an invalid job goes to the dead-letter state");
+                    metrics::get().jobs_failed.inc();
                     let _ = w.send(Err(e));
                 }
             }
@@ -127,15 +148,29 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     }
 }
 
-/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
-async fn prepare_parallel(
-    jobs: Vec<EventJob>,
+/// A job after the first CPU stage: ready to store, or waiting for source maps.
+// Stages live for one batch only; boxing the common variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub enum Stage {
+    Ready(PreparedEvent),
+    /// A normalized event with JavaScript frames, of this project.
+    Symbolicate(i64, Box<Event>),
+}
+
+/// Runs `f` over `items` on up to `workers` blocking threads; results keep the order.
+async fn parallel<T, R>(
+    items: Vec<T>,
     workers: usize,
-) -> Vec<Result<PreparedEvent, PipelineError>> {
-    let n = jobs.len();
+    f: fn(T) -> Result<R, PipelineError>,
+) -> Vec<Result<R, PipelineError>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let n = items.len();
     let per = n.div_ceil(workers.max(1)).max(64);
-    let mut chunks: Vec<Vec<EventJob>> = Vec::new();
-    let mut it = jobs.into_iter().peekable();
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter().peekable();
     while it.peek().is_some() {
         chunks.push(it.by_ref().take(per).collect());
     }
@@ -145,9 +180,7 @@ async fn prepare_parallel(
             let len = chunk.len();
             (
                 len,
-                tokio::task::spawn_blocking(move || {
-                    chunk.into_iter().map(prepare).collect::<Vec<_>>()
-                }),
+                tokio::task::spawn_blocking(move || chunk.into_iter().map(f).collect::<Vec<_>>()),
             )
         })
         .collect();
@@ -166,11 +199,65 @@ async fn prepare_parallel(
     out
 }
 
+/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
+async fn prepare_parallel(
+    jobs: Vec<EventJob>,
+    workers: usize,
+) -> Vec<Result<Stage, PipelineError>> {
+    parallel(jobs, workers, prepare).await
+}
+
+/// Events with JavaScript frames: source maps for the whole batch are looked up at once,
+/// then grouped and compressed like the others. Batches without any skip this entirely.
+async fn symbolicate_pending(
+    db: &DatabaseConnection,
+    stages: Vec<Result<Stage, PipelineError>>,
+    workers: usize,
+) -> Vec<Result<PreparedEvent, PipelineError>> {
+    let mut out: Vec<Result<PreparedEvent, PipelineError>> = Vec::with_capacity(stages.len());
+    let mut pending: Vec<(i64, Event)> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
+    for stage in stages {
+        match stage {
+            Ok(Stage::Ready(p)) => out.push(Ok(p)),
+            Ok(Stage::Symbolicate(project, event)) => {
+                slots.push(out.len());
+                // A placeholder, replaced below.
+                out.push(Err(PipelineError::Closed));
+                pending.push((project, *event));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    if pending.is_empty() {
+        return out;
+    }
+    symbolicate::symbolicate_batch(db, &mut pending).await;
+    let prepared = parallel(pending, workers, |(project, mut event)| {
+        prepare_event(project, &mut event)
+    })
+    .await;
+    for (slot, p) in slots.into_iter().zip(prepared) {
+        out[slot] = p;
+    }
+    out
+}
+
 /// Stage two: one transaction per batch, then every job of the batch is answered.
 async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
-    while let Some(ReadyBatch { events, waiters }) = ready.recv().await {
+    while let Some(ReadyBatch {
+        events,
+        waiters,
+        spans,
+    }) = ready.recv().await
+    {
         let started = std::time::Instant::now();
-        match store::store_batch(&db, &events).await {
+        let span = batch_span(&db, events.len(), &spans);
+        let stored = store::store_batch(&db, &events).instrument(span).await;
+        metrics::get()
+            .store_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match stored {
             Ok(outcome) => {
                 tracing::debug!(
                     events = events.len(),
@@ -178,6 +265,7 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
                     "batch stored"
                 );
                 log_outcome(&outcome);
+                observe_latency(&events);
                 for w in waiters {
                     let _ = w.send(Ok(()));
                 }
@@ -187,12 +275,19 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
                 for (p, w) in events.iter().zip(waiters) {
                     let r = store::store_batch(&db, std::slice::from_ref(p))
                         .await
-                        .map(|o| log_outcome(&o))
-                        .map_err(|e| PipelineError::Storage(e.to_string()));
+                        .map(|o| {
+                            log_outcome(&o);
+                            observe_latency(std::slice::from_ref(p));
+                        })
+                        .map_err(|e| {
+                            metrics::get().jobs_failed.inc();
+                            PipelineError::Storage(e.to_string())
+                        });
                     let _ = w.send(r);
                 }
             }
             Err(e) => {
+                metrics::get().jobs_failed.inc_by(waiters.len() as u64);
                 for w in waiters {
                     let _ = w.send(Err(PipelineError::Storage(e.to_string())));
                 }
@@ -201,7 +296,52 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<ReadyBatch>) {
     }
 }
 
+/// The database span of one batch: a child of its first job's span, following from the
+/// others', so every job's trace shows the transaction that stored it.
+fn batch_span(db: &DatabaseConnection, events: usize, jobs: &[tracing::Span]) -> tracing::Span {
+    let Some(first) = jobs.first() else {
+        return tracing::Span::none();
+    };
+    let system = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "postgresql",
+        _ => "sqlite",
+    };
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        parent: first,
+        "db.store_batch",
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = "store_batch",
+        db.operation.batch.size = events,
+    );
+    if !span.is_disabled() {
+        for other in &jobs[1..] {
+            span.follows_from(other);
+        }
+    }
+    span
+}
+
+/// Time from ingest accepting each event to its commit.
+fn observe_latency(events: &[PreparedEvent]) {
+    let now = Utc::now().timestamp_millis();
+    let histogram = &metrics::get().processing_seconds;
+    for e in events {
+        histogram.observe((now - e.received_ms).max(0) as f64 / 1000.0);
+    }
+}
+
 fn log_outcome(outcome: &store::BatchOutcome) {
+    let m = metrics::get();
+    m.events_stored.inc_by(outcome.stored as u64);
+    m.events_duplicate.inc_by(outcome.duplicates as u64);
+    let created = outcome
+        .notifications
+        .iter()
+        .filter(|n| n.kind == store::NotificationKind::NewIssue)
+        .count();
+    m.issues_created.inc_by(created as u64);
     for n in &outcome.notifications {
         tracing::debug!(issue_id = n.issue_id, project_id = n.project_id, kind = ?n.kind, "issue state changed");
     }
@@ -214,7 +354,9 @@ fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
 }
 
 /// Normalize -> group -> extract the searchable columns -> compress. Pure CPU work.
-pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
+/// Events with JavaScript frames stop after normalizing: their source maps are looked up
+/// for the whole batch first.
+pub fn prepare(job: EventJob) -> Result<Stage, PipelineError> {
     let received = ms_to_datetime(job.received_ms);
     let ctx = NormalizeContext {
         received,
@@ -240,7 +382,10 @@ pub fn prepare(job: EventJob) -> Result<PreparedEvent, PipelineError> {
         PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    prepare_event(job.project_id, &mut event)
+    if symbolicate::wants(&event) {
+        return Ok(Stage::Symbolicate(job.project_id, Box::new(event)));
+    }
+    prepare_event(job.project_id, &mut event).map(Stage::Ready)
 }
 
 /// Groups a normalized event and builds the row data to store.

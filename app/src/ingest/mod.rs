@@ -25,8 +25,11 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::queue::Queue;
+use crate::telemetry::SPAN_TARGET;
+use faultline_core::metrics;
 use keys::{KeyCache, KeyInfo};
 use ratelimit::RateLimiter;
+use tracing::Instrument;
 
 /// What the ingest handlers share.
 pub struct IngestState {
@@ -71,6 +74,8 @@ pub struct IngestError {
     retry_after: Option<u64>,
     /// `X-Sentry-Rate-Limits` categories and scope when rate limited.
     limit_scope: Option<(&'static str, &'static str)>,
+    /// The project, once the DSN key proved which one it is (metrics label).
+    project: Option<i64>,
 }
 
 impl IngestError {
@@ -81,7 +86,42 @@ impl IngestError {
             causes: Vec::new(),
             retry_after: None,
             limit_scope: None,
+            project: None,
         }
+    }
+
+    /// Marks the refusal as concerning an authorized project.
+    fn in_project(mut self, project_id: i64) -> Self {
+        self.project = Some(project_id);
+        self
+    }
+
+    /// Why, in one word, for the `reason` label of the rejected-requests counter.
+    fn reason(&self) -> &'static str {
+        match self.status.as_u16() {
+            429 => self
+                .limit_scope
+                .map_or("rate_limited", |(_, reason)| reason),
+            413 => "too_large",
+            401 => "unauthorized",
+            403 if self.detail.ends_with("DisabledKey") => "disabled_key",
+            403 if self.detail.ends_with("DisabledProject") => "disabled_project",
+            403 => "unknown_key",
+            503 => "unavailable",
+            _ => "invalid",
+        }
+    }
+
+    /// Counts this refusal in the ingest metrics.
+    fn count(&self) {
+        let project = self.project.map(|p| p.to_string()).unwrap_or_default();
+        metrics::get()
+            .ingest_rejected
+            .get_or_create(&metrics::RejectLabels {
+                reason: self.reason(),
+                project,
+            })
+            .inc();
     }
 
     fn cause(mut self, cause: impl Into<String>) -> Self {
@@ -196,6 +236,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Ing
         let chunk = chunk.map_err(|e| {
             IngestError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
         })?;
+        metrics::get().ingest_bytes.inc_by(chunk.len() as u64);
         if buf.len() + chunk.len() > limit {
             return Err(IngestError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -292,6 +333,8 @@ struct JobMeta {
     client_ip: Option<String>,
     sent_at: Option<String>,
     envelope_sdk: Option<String>,
+    /// W3C trace context of the request, so the worker's span continues its trace.
+    traceparent: Option<String>,
 }
 
 fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
@@ -308,6 +351,7 @@ fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
         client_ip,
         sent_at: None,
         envelope_sdk: None,
+        traceparent: crate::telemetry::current_traceparent(),
     }
 }
 
@@ -326,6 +370,12 @@ fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) 
     // `head` is an object: drop its closing brace and append the raw fields.
     let head = head.to_string();
     out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    if let Some(tp) = &meta.traceparent {
+        // `00-<32 hex>-<16 hex>-<2 hex>`, made by the propagator: nothing to escape.
+        out.extend_from_slice(b",\"traceparent\":\"");
+        out.extend_from_slice(tp.as_bytes());
+        out.push(b'"');
+    }
     if let Some(sdk) = &meta.envelope_sdk {
         out.extend_from_slice(b",\"envelope_sdk\":");
         out.extend_from_slice(sdk.as_bytes());
@@ -369,18 +419,55 @@ fn ok_id(event_id: Option<&str>) -> HttpResponse {
     }
 }
 
-async fn enqueue(state: &IngestState, job: Vec<u8>) -> Result<(), IngestError> {
-    state.queue.enqueue(job).await.map_err(|e| {
-        tracing::error!(error = %e, "enqueue failed");
-        IngestError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "event could not be stored; try again",
-        )
-    })
+/// Makes the job durable, then counts the event as accepted for its project.
+async fn enqueue(state: &IngestState, project_id: i64, job: Vec<u8>) -> Result<(), IngestError> {
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "queue.enqueue",
+        otel.kind = "producer",
+        messaging.system = "apalis",
+        messaging.destination.name = faultline_core::jobs::EVENT_QUEUE,
+        messaging.message.body.size = job.len(),
+    );
+    state
+        .queue
+        .enqueue(job)
+        .instrument(span)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "enqueue failed");
+            IngestError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "event could not be stored; try again",
+            )
+        })?;
+    metrics::get()
+        .ingest_accepted
+        .get_or_create(&metrics::ProjectLabel {
+            project: project_id,
+        })
+        .inc();
+    Ok(())
+}
+
+/// Counts a refusal in the ingest metrics on its way out.
+fn counted(result: Result<HttpResponse, IngestError>) -> Result<HttpResponse, IngestError> {
+    if let Err(e) = &result {
+        e.count();
+    }
+    result
 }
 
 /// `POST /api/{project_id}/envelope/`
 async fn envelope(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    counted(envelope_request(req, payload, state).await)
+}
+
+async fn envelope_request(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,
@@ -434,7 +521,19 @@ async fn handle_envelope(
         }
     };
     let key = authorize(state, &auth, project_id).await?;
+    accept_envelope(req, state, &key, &envelope)
+        .await
+        .map_err(|e| e.in_project(key.project_id))
+}
 
+/// The authorized part of an envelope's way: item checks, admission, enqueue.
+async fn accept_envelope(
+    req: &HttpRequest,
+    state: &IngestState,
+    key: &KeyInfo,
+    envelope: &Envelope,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = key.project_id;
     // Every item is checked before anything is written: one oversize item refuses the
     // whole envelope (Relay does the same), unsupported items are dropped silently.
     let mut event_item = None;
@@ -469,7 +568,7 @@ async fn handle_envelope(
         IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
             .cause(format!("event item is not valid JSON: {e}"))
     })?;
-    admit(state, &key)?;
+    admit(state, key)?;
     let event_id = pick_event_id(header_id, probe.event_id.as_ref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
@@ -478,12 +577,25 @@ async fn handle_envelope(
         ItemType::Event => PayloadKind::Event,
         _ => PayloadKind::SecurityReport,
     };
-    enqueue(state, job_bytes(&meta, &event_id, kind, &item.payload)).await?;
+    enqueue(
+        state,
+        project_id,
+        job_bytes(&meta, &event_id, kind, &item.payload),
+    )
+    .await?;
     Ok(ok_id(Some(&event_id)))
 }
 
 /// `POST /api/{project_id}/store/`: one JSON event (or an envelope by content type).
 async fn store(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    counted(store_request(req, payload, state).await)
+}
+
+async fn store_request(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,
@@ -502,7 +614,7 @@ async fn store(
         let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
         return handle_envelope(&req, &state, project_id, header_auth, body).await;
     }
-    let mut body = decode(&req, body, state.limits.max_event_size)?;
+    let body = decode(&req, body, state.limits.max_event_size)?;
     let auth = header_auth.ok_or_else(|| {
         IngestError::new(
             StatusCode::UNAUTHORIZED,
@@ -510,6 +622,19 @@ async fn store(
         )
     })?;
     let key = authorize(&state, &auth, project_id).await?;
+    accept_store_body(&req, &state, &key, body)
+        .await
+        .map_err(|e| e.in_project(key.project_id))
+}
+
+/// The authorized part of a `/store/` JSON body's way.
+async fn accept_store_body(
+    req: &HttpRequest,
+    state: &IngestState,
+    key: &KeyInfo,
+    mut body: Bytes,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = key.project_id;
     // Legacy clients send base64(zlib(json)) without a Content-Encoding.
     if body.first().is_some_and(|b| *b != b'{') {
         body = legacy_base64_zlib(&body, state.limits.max_event_size)?;
@@ -529,16 +654,17 @@ async fn store(
             "invalid JSON event: not an object",
         ));
     }
-    admit(&state, &key)?;
+    admit(state, key)?;
     let event_id = pick_event_id(None, probe.event_id.as_ref());
-    let meta = job_meta(&req, project_id);
+    let meta = job_meta(req, project_id);
     let body = if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
         body
     } else {
         Bytes::from(replace_non_finite(&body))
     };
     enqueue(
-        &state,
+        state,
+        project_id,
         job_bytes(&meta, &event_id, PayloadKind::Event, &body),
     )
     .await?;
@@ -602,6 +728,14 @@ async fn security(
     payload: web::Payload,
     state: web::Data<IngestState>,
 ) -> Result<HttpResponse, IngestError> {
+    counted(security_request(req, payload, state).await)
+}
+
+async fn security_request(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
     let project_id = project_id(&req)?;
     // Browsers cannot add headers to CSP reports: the key comes as `?sentry_key=`.
     let auth = request_auth(&req)?.ok_or_else(|| {
@@ -611,22 +745,28 @@ async fn security(
         )
     })?;
     let key = authorize(&state, &auth, project_id).await?;
-    let body = read_body(payload, state.limits.max_event_size).await?;
-    let body = decode(&req, body, state.limits.max_event_size)?;
+    let project_id = key.project_id;
+    let in_project = |e: IngestError| e.in_project(project_id);
+    let body = read_body(payload, state.limits.max_event_size)
+        .await
+        .map_err(in_project)?;
+    let body = decode(&req, body, state.limits.max_event_size).map_err(in_project)?;
     serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-        IngestError::new(
+        in_project(IngestError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid security report: {e}"),
-        )
+        ))
     })?;
-    admit(&state, &key)?;
+    admit(&state, &key).map_err(in_project)?;
     let event_id = uuid::Uuid::new_v4().simple().to_string();
     let meta = job_meta(&req, project_id);
     enqueue(
         &state,
+        project_id,
         job_bytes(&meta, &event_id, PayloadKind::SecurityReport, &body),
     )
-    .await?;
+    .await
+    .map_err(in_project)?;
     Ok(ok_id(Some(&event_id)))
 }
 
@@ -645,6 +785,67 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_their_reason() {
+        let cases = [
+            (
+                IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope"),
+                "invalid",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing authorization information",
+                ),
+                "unauthorized",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: ProjectId",
+                ),
+                "unknown_key",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: DisabledKey",
+                ),
+                "disabled_key",
+            ),
+            (
+                IngestError::new(
+                    StatusCode::FORBIDDEN,
+                    "event submission rejected with_reason: DisabledProject",
+                ),
+                "disabled_project",
+            ),
+            (
+                IngestError::new(StatusCode::PAYLOAD_TOO_LARGE, "too big"),
+                "too_large",
+            ),
+            (
+                IngestError::rate_limited(10, "organization", "queue_full"),
+                "queue_full",
+            ),
+            (
+                IngestError::rate_limited(60, "organization", "disk_full"),
+                "disk_full",
+            ),
+            (
+                IngestError::rate_limited(5, "key", "key_quota"),
+                "key_quota",
+            ),
+            (
+                IngestError::new(StatusCode::SERVICE_UNAVAILABLE, "try again"),
+                "unavailable",
+            ),
+        ];
+        for (e, reason) in cases {
+            assert_eq!(e.reason(), reason, "{e}");
+        }
+    }
+
+    #[test]
     fn job_embeds_payload_verbatim() {
         let meta = JobMeta {
             project_id: 3,
@@ -652,11 +853,16 @@ mod tests {
             client_ip: Some("127.0.0.1".into()),
             sent_at: None,
             envelope_sdk: Some(r#"{"name":"sentry.python"}"#.into()),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
         let bytes = job_bytes(&meta, "ab", PayloadKind::Event, br#"{"message":"hi"}"#);
         let job: faultline_core::jobs::EventJob =
             serde_json::from_slice(&bytes).expect("job parses");
         assert_eq!(job.project_id, 3);
+        assert_eq!(
+            job.traceparent.as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
         assert_eq!(
             &*job.payload_bytes(1 << 20).expect("payload"),
             br#"{"message":"hi"}"#

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
                 kind: PayloadKind::Event,
                 payload: None,
                 payload_zstd: Some(EventJob::pack_payload(payload.as_bytes()).expect("pack")),
+                traceparent: None,
             }
         })
         .collect();

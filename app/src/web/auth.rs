@@ -1,0 +1,458 @@
+//! Accounts: first-run setup, login and logout, password change, accepting an invitation.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use faultline_core::entity::now_ms;
+use sha2::Digest;
+
+use super::context::{Ctx, Nav, safe_next};
+use super::error::WebError;
+use super::sql;
+use crate::cli;
+
+/// Shortest password accepted (the CLI's rule too).
+pub const MIN_PASSWORD: usize = 8;
+
+async fn user_count(ctx: &Ctx) -> Result<i64, WebError> {
+    let row = sql::one(&ctx.app.db, "SELECT COUNT(*) AS n FROM users", vec![]).await?;
+    match row {
+        Some(r) => sql::get(&r, "n"),
+        None => Ok(0),
+    }
+}
+
+/// `/`: setup when nobody exists yet, else the first organization's issues.
+pub async fn home(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    if ctx.user.is_none() {
+        if user_count(&ctx).await? == 0 {
+            return Ok(ctx.redirect("/setup"));
+        }
+        return Ok(ctx.redirect("/login"));
+    }
+    match ctx.orgs.first() {
+        Some(org) => Ok(ctx.redirect(&format!("/organizations/{}/issues", org.slug))),
+        None => Ok(ctx.redirect("/account")),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    nav: Nav,
+    error: String,
+    email: String,
+    org_name: String,
+    org_slug: String,
+}
+
+pub async fn setup_form(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    if user_count(&ctx).await? > 0 {
+        return Ok(ctx.redirect("/login"));
+    }
+    ctx.page(&SetupPage {
+        nav: ctx.nav("", ""),
+        error: String::new(),
+        email: String::new(),
+        org_name: String::new(),
+        org_slug: String::new(),
+    })
+}
+
+/// A slug from a display name: `Acme Corp` -> `acme-corp`.
+pub fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    out.chars().take(50).collect()
+}
+
+/// Checks a new password and its confirmation.
+pub fn check_new_password(password: &str, again: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(format!(
+            "The password must have at least {MIN_PASSWORD} characters."
+        ));
+    }
+    if password.len() > 1024 {
+        return Err("The password is too long (at most 1024 bytes).".into());
+    }
+    if password != again {
+        return Err("The two passwords do not match.".into());
+    }
+    Ok(())
+}
+
+pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let form = ctx.form(&body)?;
+    if user_count(&ctx).await? > 0 {
+        return Err(WebError::Forbidden(
+            "Faultline is already set up. Log in instead.".into(),
+        ));
+    }
+    let email = form.get("email").to_lowercase();
+    let org_name = form.get("org_name").to_string();
+    let org_slug = if form.get("org_slug").is_empty() {
+        slugify(&org_name)
+    } else {
+        form.get("org_slug").to_string()
+    };
+    let again = |ctx: &Ctx, error: String| {
+        ctx.page_with_status(
+            &SetupPage {
+                nav: ctx.nav("", ""),
+                error,
+                email: email.clone(),
+                org_name: org_name.clone(),
+                org_slug: org_slug.clone(),
+            },
+            StatusCode::BAD_REQUEST,
+        )
+    };
+    if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
+        return again(&ctx, e);
+    }
+    if org_name.is_empty() || org_name.len() > 100 {
+        return again(
+            &ctx,
+            "Name your organization (at most 100 characters).".into(),
+        );
+    }
+    let db = &ctx.app.db;
+    let password = form.raw("password").to_string();
+    let user_id = match cli::create_user(db, &email, &password, true).await {
+        Ok(id) => id,
+        Err(e) => return again(&ctx, format!("{e}")),
+    };
+    if let Err(e) = cli::create_org(db, &org_slug, Some(&org_name), Some(&email)).await {
+        // Keep setup repeatable: without an organization the new user is useless.
+        let _ = sql::exec(db, "DELETE FROM users WHERE id = ?", vec![user_id.into()]).await;
+        return again(&ctx, format!("{e}"));
+    }
+    let hash: String = {
+        let row = sql::one(
+            db,
+            "SELECT password_hash FROM users WHERE id = ?",
+            vec![user_id.into()],
+        )
+        .await?
+        .ok_or(WebError::NotFound)?;
+        sql::get(&row, "password_hash")?
+    };
+    ctx.log_in(user_id, &hash);
+    Ok(ctx.redirect(&format!("/organizations/{org_slug}/projects?welcome=1")))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    nav: Nav,
+    error: String,
+    email: String,
+    next: String,
+}
+
+pub async fn login_form(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    if ctx.user.is_some() {
+        return Ok(ctx.redirect(safe_next(ctx.q("next")).unwrap_or("/")));
+    }
+    if user_count(&ctx).await? == 0 {
+        return Ok(ctx.redirect("/setup"));
+    }
+    ctx.page(&LoginPage {
+        nav: ctx.nav("", ""),
+        error: String::new(),
+        email: String::new(),
+        next: ctx.q("next").to_string(),
+    })
+}
+
+/// Verifies a password against a stored argon2 hash, off the async threads (~50 ms).
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use argon2::{Argon2, PasswordVerifier};
+        Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A valid hash nobody's password matches: unknown emails cost as much time as known ones.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0ia/BG3zbdJwFzwQCq8X5kCZIF1WwYyKKm5s3/9GGlU";
+
+pub async fn login_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let form = ctx.form(&body)?;
+    let email = form.get("email").to_lowercase();
+    let next = form.get("next").to_string();
+    let now = now_ms();
+    if let Some(wait) = ctx.web.throttle.locked(&email, &ctx.ip, now) {
+        tracing::warn!(email = %email, ip = %ctx.ip, "login throttled");
+        return Err(WebError::Throttled(wait));
+    }
+    let row = sql::one(
+        &ctx.app.db,
+        "SELECT id, password_hash FROM users WHERE email = ?",
+        vec![email.clone().into()],
+    )
+    .await?;
+    let (user_id, hash) = match &row {
+        Some(r) => (
+            sql::get::<i64>(r, "id")?,
+            sql::get::<String>(r, "password_hash")?,
+        ),
+        None => (0, DUMMY_HASH.to_string()),
+    };
+    let ok = verify_password(form.raw("password").to_string(), hash.clone()).await && user_id != 0;
+    if !ok {
+        ctx.web.throttle.failed(&email, &ctx.ip, now);
+        return ctx.page_with_status(
+            &LoginPage {
+                nav: ctx.nav("", ""),
+                error: "Wrong email or password.".into(),
+                email,
+                next,
+            },
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    ctx.web.throttle.succeeded(&email, &ctx.ip);
+    ctx.log_in(user_id, &hash);
+    Ok(ctx.redirect(safe_next(&next).unwrap_or("/")))
+}
+
+pub async fn logout(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    ctx.form(&body)?;
+    ctx.log_out();
+    Ok(ctx.redirect("/login"))
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    nav: Nav,
+    email: String,
+    error: String,
+    done: bool,
+    is_superuser: bool,
+}
+
+pub async fn account(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    let user = ctx.user()?;
+    ctx.page(&AccountPage {
+        nav: ctx.nav("", "account"),
+        email: user.email.clone(),
+        error: String::new(),
+        done: ctx.q("done") == "password",
+        is_superuser: user.is_superuser,
+    })
+}
+
+pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let user = ctx.user()?.clone();
+    let form = ctx.form(&body)?;
+    let now = now_ms();
+    if let Some(wait) = ctx.web.throttle.locked(&user.email, &ctx.ip, now) {
+        return Err(WebError::Throttled(wait));
+    }
+    let fail = |ctx: &Ctx, error: String| {
+        ctx.page_with_status(
+            &AccountPage {
+                nav: ctx.nav("", "account"),
+                email: user.email.clone(),
+                error,
+                done: false,
+                is_superuser: user.is_superuser,
+            },
+            StatusCode::BAD_REQUEST,
+        )
+    };
+    if !verify_password(form.raw("current").to_string(), user.password_hash.clone()).await {
+        ctx.web.throttle.failed(&user.email, &ctx.ip, now);
+        return fail(&ctx, "The current password is wrong.".into());
+    }
+    if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
+        return fail(&ctx, e);
+    }
+    let hash = cli::hash_password(form.raw("password"))?;
+    sql::exec(
+        &ctx.app.db,
+        "UPDATE users SET password_hash = ? WHERE id = ?",
+        vec![hash.clone().into(), user.id.into()],
+    )
+    .await?;
+    // Every other session of this user ends (their password tag no longer matches).
+    ctx.log_in(user.id, &hash);
+    Ok(ctx.redirect("/account?done=password"))
+}
+
+/// SHA-256 hex of a secret token (invites and API tokens are stored this way).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+struct Invite {
+    id: i64,
+    organization_id: i64,
+    org_name: String,
+    org_slug: String,
+    role: String,
+}
+
+async fn find_invite(ctx: &Ctx, token: &str) -> Result<Invite, WebError> {
+    if token.len() > 100 {
+        return Err(WebError::NotFound);
+    }
+    let row = sql::one(
+        &ctx.app.db,
+        "SELECT i.id, i.organization_id, i.role, o.name, o.slug FROM invites i \
+         JOIN organizations o ON o.id = i.organization_id \
+         WHERE i.token_hash = ? AND i.accepted_at IS NULL AND i.expires_at > ?",
+        vec![token_hash(token).into(), now_ms().into()],
+    )
+    .await?
+    .ok_or(WebError::NotFound)?;
+    Ok(Invite {
+        id: sql::get(&row, "id")?,
+        organization_id: sql::get(&row, "organization_id")?,
+        role: sql::get(&row, "role")?,
+        org_name: sql::get(&row, "name")?,
+        org_slug: sql::get(&row, "slug")?,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+struct InvitePage {
+    nav: Nav,
+    org_name: String,
+    role: String,
+    logged_in_as: String,
+    error: String,
+    email: String,
+}
+
+pub async fn invite_form(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let invite = find_invite(&ctx, &path).await?;
+    ctx.page(&InvitePage {
+        nav: ctx.nav("", ""),
+        org_name: invite.org_name,
+        role: invite.role,
+        logged_in_as: ctx
+            .user
+            .as_ref()
+            .map(|u| u.email.clone())
+            .unwrap_or_default(),
+        error: String::new(),
+        email: String::new(),
+    })
+}
+
+/// Accepting: a logged-in user joins; a visitor creates an account and joins.
+pub async fn invite_accept(
+    mut ctx: Ctx,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let form = ctx.form(&body)?;
+    let invite = find_invite(&ctx, &path).await?;
+    let db = ctx.app.db.clone();
+    let user_id = match &ctx.user {
+        Some(u) => u.id,
+        None => {
+            let email = form.get("email").to_lowercase();
+            let fail = |ctx: &Ctx, error: String| {
+                ctx.page_with_status(
+                    &InvitePage {
+                        nav: ctx.nav("", ""),
+                        org_name: invite.org_name.clone(),
+                        role: invite.role.clone(),
+                        logged_in_as: String::new(),
+                        error,
+                        email: email.clone(),
+                    },
+                    StatusCode::BAD_REQUEST,
+                )
+            };
+            if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
+                return fail(&ctx, e);
+            }
+            let id = match cli::create_user(&db, &email, form.raw("password"), false).await {
+                Ok(id) => id,
+                Err(e) => {
+                    return fail(
+                        &ctx,
+                        format!(
+                            "{e}. If this is your account, log in first, then open the link again."
+                        ),
+                    );
+                }
+            };
+            let row = sql::one(
+                &db,
+                "SELECT password_hash FROM users WHERE id = ?",
+                vec![id.into()],
+            )
+            .await?
+            .ok_or(WebError::NotFound)?;
+            let hash: String = sql::get(&row, "password_hash")?;
+            ctx.log_in(id, &hash);
+            id
+        }
+    };
+    // Claim the invitation first, so a link works exactly once.
+    let claimed = sql::exec(
+        &db,
+        "UPDATE invites SET accepted_at = ?, accepted_by = ? WHERE id = ? AND accepted_at IS NULL",
+        vec![now_ms().into(), user_id.into(), invite.id.into()],
+    )
+    .await?;
+    if claimed == 1 {
+        let already = sql::one(
+            &db,
+            "SELECT id FROM members WHERE organization_id = ? AND user_id = ?",
+            vec![invite.organization_id.into(), user_id.into()],
+        )
+        .await?;
+        if already.is_none() {
+            sql::exec(
+                &db,
+                "INSERT INTO members (organization_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+                vec![
+                    invite.organization_id.into(),
+                    user_id.into(),
+                    invite.role.clone().into(),
+                    now_ms().into(),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(ctx.redirect(&format!("/organizations/{}/issues", invite.org_slug)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_from_names() {
+        assert_eq!(slugify("Acme Corp"), "acme-corp");
+        assert_eq!(slugify("  Ünïcode & Co!  "), "n-code-co");
+        assert_eq!(slugify("<script>"), "script");
+    }
+
+    #[test]
+    fn passwords_are_checked() {
+        assert!(check_new_password("short", "short").is_err());
+        assert!(check_new_password("long enough", "long enougH").is_err());
+        assert!(check_new_password("long enough", "long enough").is_ok());
+    }
+}

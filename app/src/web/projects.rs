@@ -1,0 +1,460 @@
+//! Projects: the list, creating one, and its settings page (general settings, client keys
+//! with their DSNs and setup snippets). The settings page is one template per section
+//! (`templates/project_settings/`), so other features add a section without touching the
+//! others.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use faultline_core::entity::now_ms;
+use faultline_core::protocol::dsn::ProjectKey;
+
+use super::access::{self, ProjectRow};
+use super::context::{Ctx, Nav};
+use super::error::WebError;
+use super::format;
+use super::sql;
+use crate::cli;
+
+/// Platforms offered when creating a project (the SDK snippets exist for these).
+pub const PLATFORMS: &[(&str, &str)] = &[
+    ("python", "Python"),
+    ("node", "Node.js"),
+    ("javascript", "Browser JavaScript"),
+    ("rust", "Rust"),
+    ("other", "Other"),
+];
+
+pub struct ProjectLine {
+    pub slug: String,
+    pub name: String,
+    pub platform: String,
+    pub unresolved: i64,
+    pub issues_url: String,
+    pub settings_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    nav: Nav,
+    org_slug: String,
+    org_name: String,
+    projects: Vec<ProjectLine>,
+    can_manage: bool,
+    welcome: bool,
+    error: String,
+    platforms: Vec<(&'static str, &'static str)>,
+    slug: String,
+}
+
+async fn projects_page(
+    ctx: &Ctx,
+    org_slug: &str,
+    error: String,
+    slug: String,
+) -> Result<HttpResponse, WebError> {
+    let org = access::org(ctx, org_slug)?;
+    let mut lines = Vec::new();
+    for p in access::projects(ctx, &org).await? {
+        let row = sql::one(
+            &ctx.app.db,
+            "SELECT COUNT(*) AS n FROM issues WHERE project_id = ? AND status = 'unresolved'",
+            vec![p.id.into()],
+        )
+        .await?;
+        let unresolved = match row {
+            Some(r) => sql::get(&r, "n")?,
+            None => 0,
+        };
+        lines.push(ProjectLine {
+            issues_url: format!("/organizations/{}/projects/{}", org.slug, p.slug),
+            settings_url: format!("/organizations/{}/projects/{}/settings", org.slug, p.slug),
+            slug: p.slug,
+            name: p.name,
+            platform: p.platform,
+            unresolved,
+        });
+    }
+    let status = if error.is_empty() {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::BAD_REQUEST
+    };
+    ctx.page_with_status(
+        &ProjectsPage {
+            nav: ctx.nav(&org.slug, "projects"),
+            org_slug: org.slug.clone(),
+            org_name: org.name.clone(),
+            projects: lines,
+            can_manage: org.can_manage(),
+            welcome: ctx.q("welcome") == "1",
+            error,
+            platforms: PLATFORMS.to_vec(),
+            slug,
+        },
+        status,
+    )
+}
+
+pub async fn list(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
+    projects_page(&ctx, &path, String::new(), String::new()).await
+}
+
+pub async fn create(
+    ctx: Ctx,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let org = access::managed_org(&ctx, &path)?;
+    let form = ctx.form(&body)?;
+    let slug = form.get("slug").to_lowercase();
+    let platform = form.get("platform");
+    if !PLATFORMS.iter().any(|(p, _)| *p == platform) {
+        return projects_page(
+            &ctx,
+            &org.slug,
+            "Pick a platform from the list.".into(),
+            slug,
+        )
+        .await;
+    }
+    match cli::create_project(&ctx.app.db, &org.slug, &slug, Some(platform)).await {
+        Ok(_) => Ok(ctx.redirect(&format!(
+            "/organizations/{}/projects/{}/settings?created=1",
+            org.slug, slug
+        ))),
+        Err(e) => projects_page(&ctx, &org.slug, e.to_string(), slug).await,
+    }
+}
+
+/// A client key with its DSN.
+pub struct KeyLine {
+    pub id: i64,
+    pub label: String,
+    pub public_key: String,
+    pub dsn: String,
+    pub enabled: bool,
+    pub rate_limit: String,
+    pub created: String,
+    pub action_url: String,
+}
+
+/// A setup snippet for one SDK.
+pub struct Snippet {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub install: String,
+    pub code: String,
+}
+
+/// Copy-paste setup for Python, Node, browser JavaScript and Rust.
+pub fn snippets(dsn: &str) -> Vec<Snippet> {
+    vec![
+        Snippet {
+            id: "python",
+            title: "Python",
+            install: "pip install sentry-sdk".into(),
+            code: format!(
+                "import sentry_sdk\n\nsentry_sdk.init(\n    dsn=\"{dsn}\",\n    release=\"my-app@1.0.0\",\n    environment=\"production\",\n)\n"
+            ),
+        },
+        Snippet {
+            id: "node",
+            title: "Node.js",
+            install: "npm install @sentry/node".into(),
+            code: format!(
+                "// instrument.js, required before anything else\nconst Sentry = require(\"@sentry/node\");\n\nSentry.init({{\n  dsn: \"{dsn}\",\n  release: \"my-app@1.0.0\",\n  environment: \"production\",\n}});\n"
+            ),
+        },
+        Snippet {
+            id: "browser",
+            title: "Browser JavaScript",
+            install: "npm install @sentry/browser".into(),
+            code: format!(
+                "import * as Sentry from \"@sentry/browser\";\n\nSentry.init({{\n  dsn: \"{dsn}\",\n  release: \"my-app@1.0.0\",\n}});\n"
+            ),
+        },
+        Snippet {
+            id: "rust",
+            title: "Rust",
+            install: "cargo add sentry".into(),
+            code: format!(
+                "fn main() {{\n    let _guard = sentry::init((\n        \"{dsn}\",\n        sentry::ClientOptions {{\n            release: sentry::release_name!(),\n            ..Default::default()\n        }},\n    ));\n    // your program\n}}\n"
+            ),
+        },
+    ]
+}
+
+/// The project settings page; one field per section partial.
+#[derive(Template)]
+#[template(path = "project_settings.html")]
+struct SettingsPage {
+    nav: Nav,
+    project: ProjectRow,
+    base: String,
+    can_manage: bool,
+    notice: String,
+    error: String,
+    platforms: Vec<(&'static str, &'static str)>,
+    // Section "general".
+    retention_days: i32,
+    // Section "keys" (and the DSN / snippets).
+    keys: Vec<KeyLine>,
+    primary_dsn: String,
+    snippets: Vec<Snippet>,
+}
+
+async fn settings_page(
+    ctx: &Ctx,
+    org_slug: &str,
+    project_slug: &str,
+    error: String,
+) -> Result<HttpResponse, WebError> {
+    let org = access::org(ctx, org_slug)?;
+    let project = access::project(ctx, &org, project_slug).await?;
+    let base = format!("/organizations/{}/projects/{}", org.slug, project.slug);
+    let now = now_ms();
+    let mut keys = Vec::new();
+    for r in sql::all(
+        &ctx.app.db,
+        "SELECT id, public_key, label, enabled, rate_limit_per_minute, created_at \
+         FROM project_keys WHERE project_id = ? ORDER BY id",
+        vec![project.id.into()],
+    )
+    .await?
+    {
+        let id: i64 = sql::get(&r, "id")?;
+        let public_key: String = sql::get(&r, "public_key")?;
+        keys.push(KeyLine {
+            id,
+            label: sql::get(&r, "label")?,
+            dsn: ctx.app.config.dsn(&public_key, project.id),
+            public_key,
+            enabled: sql::get(&r, "enabled")?,
+            rate_limit: sql::get::<Option<i32>>(&r, "rate_limit_per_minute")?
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            created: format::ago(sql::get(&r, "created_at")?, now),
+            action_url: format!("{base}/keys/{id}"),
+        });
+    }
+    let primary_dsn = keys
+        .iter()
+        .find(|k| k.enabled)
+        .map(|k| k.dsn.clone())
+        .unwrap_or_default();
+    let notice = match ctx.q("done") {
+        "general" => "Settings saved.",
+        "key" => "Client key saved.",
+        _ if ctx.q("created") == "1" => {
+            "Project created. Send your first event with the DSN below."
+        }
+        _ => "",
+    };
+    let status = if error.is_empty() {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::BAD_REQUEST
+    };
+    ctx.page_with_status(
+        &SettingsPage {
+            nav: ctx.nav(&org.slug, "projects"),
+            retention_days: project.retention_days,
+            project,
+            base,
+            can_manage: org.can_manage(),
+            notice: notice.into(),
+            error,
+            platforms: PLATFORMS.to_vec(),
+            keys,
+            snippets: snippets(&primary_dsn),
+            primary_dsn,
+        },
+        status,
+    )
+}
+
+pub async fn settings(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, WebError> {
+    let (org, project) = path.into_inner();
+    settings_page(&ctx, &org, &project, String::new()).await
+}
+
+pub async fn save_general(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, project_slug) = path.into_inner();
+    let org = access::managed_org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let project = access::project(&ctx, &org, &project_slug).await?;
+    let name = form.get("name");
+    let retention: i32 = match form.get("retention_days").parse() {
+        Ok(n) if (1..=3650).contains(&n) => n,
+        _ => {
+            return settings_page(
+                &ctx,
+                &org_slug,
+                &project_slug,
+                "Retention is a number of days between 1 and 3650.".into(),
+            )
+            .await;
+        }
+    };
+    if name.is_empty() || name.len() > 100 {
+        return settings_page(
+            &ctx,
+            &org_slug,
+            &project_slug,
+            "The name must have 1 to 100 characters.".into(),
+        )
+        .await;
+    }
+    let platform = form.get("platform");
+    if !PLATFORMS.iter().any(|(p, _)| *p == platform) {
+        return settings_page(
+            &ctx,
+            &org_slug,
+            &project_slug,
+            "Pick a platform from the list.".into(),
+        )
+        .await;
+    }
+    sql::exec(
+        &ctx.app.db,
+        "UPDATE projects SET name = ?, platform = ?, retention_days = ? WHERE id = ?",
+        vec![
+            name.into(),
+            platform.into(),
+            retention.into(),
+            project.id.into(),
+        ],
+    )
+    .await?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/projects/{}/settings?done=general",
+        org.slug, project.slug
+    )))
+}
+
+fn parse_rate_limit(s: &str) -> Result<Option<i32>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<i32>() {
+        Ok(n) if (1..=10_000_000).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "{s:?} is not a rate limit: use a number of events per minute (1 to 10000000), or leave it empty for none."
+        )),
+    }
+}
+
+pub async fn create_key(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, project_slug) = path.into_inner();
+    let org = access::managed_org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let project = access::project(&ctx, &org, &project_slug).await?;
+    let label = format::truncate(form.get("label"), 100);
+    let rate = match parse_rate_limit(form.get("rate_limit")) {
+        Ok(r) => r,
+        Err(e) => return settings_page(&ctx, &org_slug, &project_slug, e).await,
+    };
+    sql::exec(
+        &ctx.app.db,
+        "INSERT INTO project_keys (project_id, public_key, label, enabled, rate_limit_per_minute, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        vec![
+            project.id.into(),
+            ProjectKey::generate().to_string().into(),
+            label.into(),
+            true.into(),
+            rate.into(),
+            now_ms().into(),
+        ],
+    )
+    .await?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/projects/{}/settings?done=key",
+        org.slug, project.slug
+    )))
+}
+
+/// Enable, disable, or change the rate limit of a key.
+pub async fn update_key(
+    ctx: Ctx,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, project_slug, key_id) = path.into_inner();
+    let org = access::managed_org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let project = access::project(&ctx, &org, &project_slug).await?;
+    let key_id: i64 = key_id.parse().map_err(|_| WebError::NotFound)?;
+    let changed = match form.get("action") {
+        "enable" | "disable" => {
+            sql::exec(
+                &ctx.app.db,
+                "UPDATE project_keys SET enabled = ? WHERE id = ? AND project_id = ?",
+                vec![
+                    (form.get("action") == "enable").into(),
+                    key_id.into(),
+                    project.id.into(),
+                ],
+            )
+            .await?
+        }
+        "rate_limit" => {
+            let rate = match parse_rate_limit(form.get("rate_limit")) {
+                Ok(r) => r,
+                Err(e) => return settings_page(&ctx, &org_slug, &project_slug, e).await,
+            };
+            sql::exec(
+                &ctx.app.db,
+                "UPDATE project_keys SET rate_limit_per_minute = ? WHERE id = ? AND project_id = ?",
+                vec![rate.into(), key_id.into(), project.id.into()],
+            )
+            .await?
+        }
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "Unknown action {other:?}: use enable, disable or rate_limit."
+            )));
+        }
+    };
+    if changed == 0 {
+        return Err(WebError::NotFound);
+    }
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/projects/{}/settings?done=key",
+        org.slug, project.slug
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits() {
+        assert_eq!(parse_rate_limit(""), Ok(None));
+        assert_eq!(parse_rate_limit("600"), Ok(Some(600)));
+        assert!(parse_rate_limit("0").is_err());
+        assert!(parse_rate_limit("-5").is_err());
+        assert!(parse_rate_limit("lots").is_err());
+    }
+
+    #[test]
+    fn snippets_carry_the_dsn() {
+        let dsn = "http://abc@localhost:8000/1";
+        let s = snippets(dsn);
+        assert_eq!(s.len(), 4);
+        assert!(s.iter().all(|s| s.code.contains(dsn)));
+    }
+}

@@ -1,0 +1,114 @@
+// Drives the web UI in the machine's headless Chromium, one phase per run (the Python test
+// sends events with the real sentry-sdk between phases). Prints one JSON line.
+//   node flow.js setup   BASE EMAIL PASSWORD ARTIFACTS
+//   node flow.js triage  BASE EMAIL PASSWORD ARTIFACTS
+//   node flow.js reopened BASE EMAIL PASSWORD ARTIFACTS ISSUE_URL
+const { chromium } = require('playwright-core');
+
+function launch() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}
+
+function check(cond, what) {
+  if (!cond) throw new Error('check failed: ' + what);
+}
+
+async function login(page, base, email, password) {
+  await page.goto(base + '/login');
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit].primary')]);
+}
+
+(async () => {
+  const [phase, base, email, password, artifacts, extra] = process.argv.slice(2);
+  const browser = await launch();
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  let out = {};
+  if (phase === 'setup') {
+    // A fresh server sends the first visitor to the setup page.
+    await page.goto(base + '/');
+    check(page.url().endsWith('/setup'), 'redirected to /setup, got ' + page.url());
+    await page.fill('input[name=email]', email);
+    await page.fill('input[name=password]', password);
+    await page.fill('input[name=password2]', password);
+    await page.fill('input[name=org_name]', 'Acme Shop');
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit].primary')]);
+    check(page.url().includes('/organizations/acme-shop/projects'), 'landed on projects: ' + page.url());
+    // Setup is a one-time page.
+    const again = await (await context.request.get(base + '/setup', { maxRedirects: 0 })).status();
+    check(again === 303, 'setup redirects once done, got ' + again);
+    // Log out and in again through the login form.
+    await Promise.all([page.waitForNavigation(), page.click('form[action="/logout"] button')]);
+    check(page.url().endsWith('/login'), 'logged out to /login');
+    await login(page, base, email, password);
+    await page.goto(base + '/organizations/acme-shop/projects');
+    await page.fill('input[name=slug]', 'shop');
+    await page.selectOption('select[name=platform]', 'python');
+    await Promise.all([page.waitForNavigation(), page.click('form[action$="/projects"] button[type=submit]')]);
+    const dsn = (await page.textContent('#dsn-value')).trim();
+    check(/^http:\/\/[0-9a-f]{32}@/.test(dsn), 'DSN shown: ' + dsn);
+    const snippets = await page.$$eval('details.snippet summary', (s) => s.map((x) => x.textContent.trim()));
+    check(JSON.stringify(snippets) === JSON.stringify(['Python', 'Node.js', 'Browser JavaScript', 'Rust']), 'snippets ' + snippets);
+    await page.screenshot({ path: artifacts + '/project-settings.png', fullPage: true });
+    out = { dsn };
+  } else if (phase === 'triage') {
+    await login(page, base, email, password);
+    await page.goto(base + '/organizations/acme-shop/issues');
+    // Find it by search.
+    await page.fill('#search', 'is:unresolved ZeroDivisionError');
+    await Promise.all([page.waitForNavigation(), page.press('#search', 'Enter')]);
+    const titles = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(titles.length === 1 && titles[0].startsWith('ZeroDivisionError'), 'search found the issue: ' + titles);
+    // A search that matches nothing shows nothing.
+    await page.goto(base + '/organizations/acme-shop/issues?query=' + encodeURIComponent('level:fatal'));
+    check((await page.$$('table.issues a.title')).length === 0, 'level:fatal matches nothing');
+    await page.goto(base + '/organizations/acme-shop/issues');
+    await page.screenshot({ path: artifacts + '/issues-list.png', fullPage: true });
+    await page.fill('#search', 'ZeroDivisionError');
+    await Promise.all([page.waitForNavigation(), page.press('#search', 'Enter')]);
+    await Promise.all([page.waitForNavigation(), page.click('table.issues a.title')]);
+    const issueUrl = page.url().split('?')[0];
+    // Stack trace and breadcrumbs.
+    const frames = await page.$$eval('li.frame .fn', (f) => f.map((x) => x.textContent));
+    check(frames.includes('divide') && frames.includes('checkout'), 'frames: ' + frames);
+    const source = await page.textContent('li.frame details[open] ol.source li.current');
+    check(source.includes('total / parts'), 'source context of the crashing line: ' + source);
+    const vars = await page.textContent('li.frame details[open] table.vars');
+    check(vars.includes('parts') && vars.includes('0'), 'locals shown: ' + vars);
+    const crumbs = await page.$$eval('.crumbs-table .crumb-msg', (c) => c.map((x) => x.textContent));
+    check(crumbs.includes('user logged in'), 'breadcrumbs: ' + crumbs);
+    const facets = await page.$$eval('.facet h3', (h) => h.map((x) => x.textContent));
+    check(facets.some((f) => f.startsWith('release')), 'release facet: ' + facets);
+    await page.screenshot({ path: artifacts + '/issue-page.png', fullPage: true });
+    // The theme toggle switches to dark; take that too.
+    await page.click('[data-theme-toggle]');
+    await page.screenshot({ path: artifacts + '/issue-page-dark.png', fullPage: false });
+    await page.click('[data-theme-toggle]');
+    // Resolve.
+    await Promise.all([page.waitForNavigation(), page.click('button[value=resolve]')]);
+    const status = (await page.textContent('.statusline .badge')).trim();
+    check(status === 'Resolved', 'status after resolving: ' + status);
+    out = { issueUrl };
+  } else if (phase === 'reopened') {
+    await login(page, base, email, password);
+    await page.goto(extra);
+    const status = (await page.textContent('.statusline .badge')).trim();
+    check(status === 'Unresolved', 'the regression reopened it: ' + status);
+    await page.goto(base + '/organizations/acme-shop/issues?query=is:unresolved');
+    const titles = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(titles.some((t) => t.startsWith('ZeroDivisionError')), 'back in the unresolved list');
+    out = { status };
+  }
+  check(errors.length === 0, 'no page errors: ' + errors.join(' | '));
+  console.log(JSON.stringify(out));
+  await browser.close();
+})().catch((e) => { console.error(e); process.exit(1); });
