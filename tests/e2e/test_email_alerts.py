@@ -528,3 +528,40 @@ def test_settings_page_says_when_smtp_is_not_configured(servers):
     wait_log(srv, lambda rows: any(r["status"] == "not_sent" and r["kind"] == "new_issue" for r in rows))
     page = b.request("GET", SETTINGS)[1]
     assert "not sent" in page and "SMTP not configured" in page
+
+
+def test_smtp_user_and_password_from_the_url(servers):
+    """`smtp://USER:PASSWORD@HOST` logs in (the password percent-encoded in the URL); a
+    server that requires a login refuses a sender without one, and the log says why."""
+    import warnings
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"mailer", b"s3cr:et")
+        logins.append(ok)
+        return AuthResult(success=ok)
+
+    inbox = Inbox()
+    port = free_port()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AUTH without TLS: fine on loopback in a test
+        controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                                auth_require_tls=False, auth_required=True)
+        controller.start()
+    try:
+        srv = start_server(None, FAULTLINE_SMTP_URL=f"smtp://mailer:s3cr%3Aet@127.0.0.1:{port}")
+        servers.append(srv)
+        send_errors(srv)
+        rows = wait_log(srv, lambda rows: rows and rows[0]["status"] == "sent")
+        assert logins and all(logins)
+        assert len(inbox.all()) == 1 and inbox.all()[0]["rcpt"] == [ADMIN]
+
+        anonymous = {**srv.env, "FAULTLINE_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+        r = subprocess.run([srv_bin(), "send-test-email", "a@example.com"], env=anonymous,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "530" in r.stderr and "Authentication required" in r.stderr, r.stderr
+    finally:
+        controller.stop()

@@ -301,5 +301,29 @@ async fn a_failed_send_is_claimed_once_and_scheduled_for_retry() {
             0,
             "{engine}"
         );
+        // Pruning keeps what still waits for a retry, and removes old dispatched outbox rows.
+        let far = chrono::Utc::now().timestamp_millis() + alerts::LOG_RETENTION_MS + 86_400_000;
+        alerts::prune(&db, far).await.expect("prune");
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM notifications").await,
+            1,
+            "{engine}"
+        );
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM alert_outbox").await,
+            0,
+            "{engine}"
+        );
+        exec(
+            &db,
+            "UPDATE notifications SET next_attempt_at = NULL, status = 'sent'",
+        )
+        .await;
+        alerts::prune(&db, far).await.expect("prune");
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM notifications").await,
+            0,
+            "{engine}"
+        );
     }
 }

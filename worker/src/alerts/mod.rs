@@ -86,3 +86,31 @@ pub(crate) const ALERT_KINDS: &str = "('new_issue', 'regression', 'unignored')";
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// How long the notification log keeps entries, and dispatched outbox rows are kept.
+pub const LOG_RETENTION_MS: i64 = 90 * 86_400_000;
+pub const OUTBOX_RETENTION_MS: i64 = 7 * 86_400_000;
+
+/// Deletes old notification log entries (never ones still waiting to be sent, nor the
+/// cap-suppressed ones a digest has yet to summarise) and dispatched outbox rows; run
+/// with retention. Returns the rows removed.
+pub async fn prune(db: &sea_orm::DatabaseConnection, now: i64) -> Result<u64, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let backend = db.get_database_backend();
+    let log = db
+        .execute_raw(crate::sql::stmt(
+            backend,
+            "DELETE FROM notifications WHERE created_at < ? AND next_attempt_at IS NULL \
+             AND NOT (COALESCE(throttle, '') = 'cap' AND digest_id IS NULL)",
+            vec![(now - LOG_RETENTION_MS).into()],
+        ))
+        .await?;
+    let outbox = db
+        .execute_raw(crate::sql::stmt(
+            backend,
+            "DELETE FROM alert_outbox WHERE dispatched_at IS NOT NULL AND dispatched_at < ?",
+            vec![(now - OUTBOX_RETENTION_MS).into()],
+        ))
+        .await?;
+    Ok(log.rows_affected() + outbox.rows_affected())
+}
