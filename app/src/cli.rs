@@ -56,6 +56,11 @@ enum Command {
         #[arg(long)]
         retry_dead: bool,
     },
+    /// Send a test email through the configured SMTP server (FAULTLINE_SMTP_URL).
+    SendTestEmail {
+        /// The address to send to.
+        to: String,
+    },
     /// Copy the embedded SQLite database to PATH while the server runs (PostgreSQL: pg_dump).
     Backup {
         /// The new file to write (never overwritten).
@@ -240,6 +245,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     error.as_deref().unwrap_or("-")
                 );
             }
+            Ok(())
+        }
+        Command::SendTestEmail { to } => {
+            let db = open_db(config.clone()).await?;
+            let mut config = config;
+            config.prepare_data_dir()?;
+            let ctx = faultline_worker::alerts::AlertContext::new(db, &config)?;
+            if !ctx.mailer.is_configured() {
+                bail!(
+                    "SMTP is not configured: set FAULTLINE_SMTP_URL (e.g. smtp://mail.example.com:587?tls=required)"
+                );
+            }
+            faultline_worker::alerts::deliver::send_test_email(&ctx, &to, None)
+                .await
+                .map_err(|e| anyhow!("sending to {to} failed: {e}"))?;
+            println!("test email sent to {to}");
             Ok(())
         }
         Command::Backup { path, with_queue } => {
@@ -461,6 +482,7 @@ pub async fn create_project(
     }
     .insert(&txn)
     .await?;
+    faultline_worker::alerts::rules::create_default(&txn, project.id).await?;
     txn.commit().await?;
     Ok((project.id, key))
 }

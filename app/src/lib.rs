@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod queue;
 pub mod startup;
 pub mod telemetry;
+pub mod unsubscribe;
 pub mod web;
 pub mod worker_runtime;

@@ -212,33 +212,21 @@ pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<Sq
 /// statistics: the worker's connection then planned the batch ack (`UPDATE Jobs ... FROM
 /// json_each(?) ... AND lock_by = ?`) as a walk over every job it ever locked, re-parsing
 /// the JSON list for each — one core busy in SQLite's JSON code and ingest stalled behind
-/// the write lock. Seeded numbers say what is true of this table at any size: `id` is
-/// unique, `lock_by` is shared by many jobs.
+/// the write lock. See [`pin_lock_statistics`].
 async fn seed_statistics(pool: &SqlitePool) {
     let result = async {
         let mut conn = pool.acquire().await?;
-        sea_orm::sqlx::query("ANALYZE").execute(&mut *conn).await?;
-        let seeded = sea_orm::sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'Jobs' AND stat NOT LIKE '0%'",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if seeded == 0 {
-            sea_orm::sqlx::query("DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs'")
-                .execute(&mut *conn)
-                .await?;
-            sea_orm::sqlx::query(
-                "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES \
-                 ('Jobs', 'sqlite_autoindex_Jobs_1', '100000 1'), ('Jobs', 'LIdx', '100000 20000')",
-            )
+        sea_orm::sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
             .await?;
-            // Makes the new numbers visible to the planner.
+        let pinned = async {
             sea_orm::sqlx::query("ANALYZE sqlite_schema")
                 .execute(&mut *conn)
                 .await?;
+            pin_lock_statistics(&mut conn).await
         }
-        Ok::<(), sea_orm::sqlx::Error>(())
+        .await;
+        finish(&mut conn, pinned).await
     }
     .await;
     if let Err(e) = result {
@@ -246,12 +234,10 @@ async fn seed_statistics(pool: &SqlitePool) {
     }
 }
 
-/// Refreshes the planner statistics of `queue.db` (bounded work). Without them SQLite
-/// plans apalis' batch acknowledgement (`UPDATE Jobs ... FROM json_each(?)`) as a scan of
-/// every job the worker ever locked times every acknowledged id: with a backlog of 20,000
-/// jobs one ack took 2 s, holding the write lock while ingest waited. With statistics it
-/// looks each id up in the primary key.
-async fn analyze(pool: &SqlitePool) {
+/// Refreshes the planner statistics of `queue.db` (bounded work), keeping the two numbers
+/// the worker's batch acknowledgement depends on pinned (in the same transaction, so no
+/// connection ever loads the sampled ones).
+pub async fn refresh_statistics(pool: &SqlitePool) {
     let result = async {
         let mut conn = pool.acquire().await?;
         // A nearly empty table would replace the seeded numbers with zeros.
@@ -265,14 +251,63 @@ async fn analyze(pool: &SqlitePool) {
         sea_orm::sqlx::query("PRAGMA analysis_limit = 400")
             .execute(&mut *conn)
             .await?;
-        sea_orm::sqlx::query("ANALYZE Jobs")
+        sea_orm::sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
-            .await
-            .map(|_| ())
+            .await?;
+        let refreshed = async {
+            sea_orm::sqlx::query("ANALYZE Jobs")
+                .execute(&mut *conn)
+                .await?;
+            pin_lock_statistics(&mut conn).await
+        }
+        .await;
+        finish(&mut conn, refreshed).await
     }
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "analyzing the queue failed");
+    }
+}
+
+/// Writes what is true of `Jobs` at any size into the planner statistics: `id` is unique,
+/// `lock_by` is shared by many jobs. Sampled statistics of a backlog that nobody had locked
+/// yet (every `lock_by` NULL, as after `faultline web` took a load alone) said `lock_by = ?`
+/// picks a few hundred rows; the batch ack was then planned over `LIdx` times the JSON
+/// list, and a worker draining 10,000 jobs spent 7 s per acknowledgement.
+async fn pin_lock_statistics(
+    conn: &mut sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>,
+) -> Result<(), sea_orm::sqlx::Error> {
+    sea_orm::sqlx::query(
+        "DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx IN ('sqlite_autoindex_Jobs_1', 'LIdx')",
+    )
+    .execute(&mut **conn)
+    .await?;
+    sea_orm::sqlx::query(
+        "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES \
+         ('Jobs', 'sqlite_autoindex_Jobs_1', '100000 1'), ('Jobs', 'LIdx', '100000 20000')",
+    )
+    .execute(&mut **conn)
+    .await?;
+    Ok(())
+}
+
+/// Commits (and loads the new statistics into this connection) or rolls back.
+async fn finish(
+    conn: &mut sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>,
+    outcome: Result<(), sea_orm::sqlx::Error>,
+) -> Result<(), sea_orm::sqlx::Error> {
+    match outcome {
+        Ok(()) => {
+            sea_orm::sqlx::query("COMMIT").execute(&mut **conn).await?;
+            sea_orm::sqlx::query("ANALYZE sqlite_schema")
+                .execute(&mut **conn)
+                .await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sea_orm::sqlx::query("ROLLBACK").execute(&mut **conn).await;
+            Err(e)
+        }
     }
 }
 
@@ -436,7 +471,7 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
             if let Err(e) = removed {
                 tracing::warn!(error = %e, "removing finished jobs failed");
             }
-            analyze(pool).await;
+            refresh_statistics(pool).await;
         }
         let measured = match &backend {
             Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(

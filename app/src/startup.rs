@@ -40,6 +40,7 @@ pub struct Application {
     queue: Queue,
     listener: Option<TcpListener>,
     roles: Roles,
+    alerts: faultline_worker::alerts::AlertContext,
 }
 
 impl Application {
@@ -49,6 +50,8 @@ impl Application {
         let db = db::connect(&config).await?;
         db::migrate(&db).await?;
         let queue = Queue::open(&config).await?;
+        // Checked now so a bad SMTP URL or sender stops the start with one line.
+        let alerts = faultline_worker::alerts::AlertContext::new(db.clone(), &config)?;
         let listener = if roles.web {
             let l = TcpListener::bind(config.bind).map_err(|e| {
                 anyhow::anyhow!(
@@ -67,6 +70,7 @@ impl Application {
             queue,
             listener,
             roles,
+            alerts,
         })
     }
 
@@ -88,6 +92,10 @@ impl Application {
                 ),
                 other => other.clone(),
             };
+            if !self.alerts.mailer.is_configured() {
+                tracing::info!("FAULTLINE_SMTP_URL is not set: alerts are recorded, not mailed");
+            }
+            tokio::spawn(faultline_worker::alerts::run_loop(self.alerts.clone()));
             Some(worker_runtime::spawn(self.db.clone(), backend).await?)
         } else {
             None
@@ -170,6 +178,7 @@ async fn http_server(
             .configure(api::routes)
             .configure(ingest::routes)
             .configure(health::routes)
+            .configure(crate::unsubscribe::routes)
             .configure(crate::web::routes)
     })
     .keep_alive(Duration::from_secs(75))

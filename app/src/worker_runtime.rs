@@ -124,6 +124,11 @@ async fn retention_loop(db: DatabaseConnection) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention failed; will retry next hour"),
         }
+        if let Err(e) =
+            faultline_worker::alerts::prune(&db, chrono::Utc::now().timestamp_millis()).await
+        {
+            tracing::warn!(error = %e, "pruning the notification log failed; will retry next hour");
+        }
     }
 }
 

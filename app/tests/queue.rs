@@ -93,13 +93,48 @@ async fn a_fresh_queue_plans_batch_acks_by_primary_key() {
         std::env::temp_dir().join(format!("faultline-plan-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    assert_ack_uses_primary_key(&pool).await;
+}
+
+/// The same after the periodic statistics refresh ran over a backlog nobody had locked
+/// yet (every `lock_by` NULL, as after `faultline web` took a load alone), and after the
+/// queue was opened again, as a worker starting on that backlog opens it. Sampled
+/// statistics then claimed `lock_by = ?` picks a few hundred rows, and a worker draining a
+/// 10,000-job backlog took 7 s per batch acknowledgement.
+#[tokio::test]
+async fn batch_acks_keep_the_primary_key_after_statistics_refresh() {
+    let dir =
+        std::env::temp_dir().join(format!("faultline-plan-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("queue.db");
+    let pool = open_sqlite(&path).await.expect("queue");
+    let queue = Queue::start(Backend::Sqlite(pool.clone()));
+    let jobs = (0..3000).map(|i| {
+        let queue = queue.clone();
+        async move {
+            let job = format!(
+                r#"{{"project_id":1,"event_id":"{i:032x}","received_ms":1,"client_ip":null,"kind":"event","payload":{{}}}}"#
+            );
+            queue.enqueue(job.into_bytes()).await
+        }
+    });
+    for r in futures_util::future::join_all(jobs).await {
+        r.expect("enqueue");
+    }
+    faultline_app::queue::refresh_statistics(&pool).await;
+    pool.close().await;
+    let reopened = open_sqlite(&path).await.expect("reopen");
+    assert_ack_uses_primary_key(&reopened).await;
+}
+
+async fn assert_ack_uses_primary_key(pool: &sea_orm::sqlx::SqlitePool) {
     let plan: Vec<(i64, i64, i64, String)> = sea_orm::sqlx::query_as(
         "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'status' AS status \
          FROM json_each(?1)) UPDATE Jobs SET status = j.status FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2",
     )
     .bind("[]")
     .bind("worker")
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
     .expect("plan");
     let text: Vec<String> = plan.into_iter().map(|r| r.3).collect();

@@ -31,6 +31,8 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// Sender address of alert emails (`FAULTLINE_EMAIL_FROM`).
     pub email_from: String,
+    /// Throttling and retry timings of email alerts.
+    pub alerts: AlertSettings,
     /// `text` (default) or `json` (`FAULTLINE_LOG_FORMAT`).
     pub log_json: bool,
     /// Export of Faultline's own traces over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None` = off.
@@ -78,6 +80,41 @@ impl Default for Limits {
             max_envelope_decompressed: 100 * 1024 * 1024,
             max_queue_depth: 1_000_000,
             min_free_disk: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Throttling and delivery timings of email alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// At most one email per issue within this many ms (`FAULTLINE_ALERT_COOLDOWN_SECS`).
+    pub cooldown_ms: i64,
+    /// Alerts mailed per project within `cap_window_ms` (`FAULTLINE_ALERT_HOURLY_CAP`).
+    pub hourly_cap: i64,
+    /// The cap's window, and how long after the first suppressed alert the digest goes
+    /// out (`FAULTLINE_ALERT_CAP_WINDOW_SECS`, an hour; shorter in tests).
+    pub cap_window_ms: i64,
+    /// Wait before the first retry of a failed send; doubles per attempt up to an hour
+    /// (`FAULTLINE_SMTP_RETRY_SECS`).
+    pub retry_base_ms: i64,
+    /// Attempts per email before it is given up (`FAULTLINE_SMTP_MAX_ATTEMPTS`).
+    pub max_attempts: i64,
+    /// Limit of one SMTP conversation (`FAULTLINE_SMTP_TIMEOUT_SECS`).
+    pub smtp_timeout_ms: i64,
+    /// How often a worker looks for alerts to deliver (`FAULTLINE_ALERT_POLL_MS`).
+    pub poll_ms: i64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            cooldown_ms: 30 * 60 * 1000,
+            hourly_cap: 60,
+            cap_window_ms: 60 * 60 * 1000,
+            retry_base_ms: 30 * 1000,
+            max_attempts: 10,
+            smtp_timeout_ms: 15 * 1000,
+            poll_ms: 1000,
         }
     }
 }
@@ -228,20 +265,30 @@ impl Config {
         };
 
         let smtp_url = match src.get("FAULTLINE_SMTP_URL") {
-            Some(u) => {
-                let parsed = Url::parse(&u).map_err(|e| ConfigError::Invalid {
-                    name: "FAULTLINE_SMTP_URL",
-                    reason: e.to_string(),
-                })?;
-                if !matches!(parsed.scheme(), "smtp" | "smtps") {
-                    return Err(ConfigError::Invalid {
-                        name: "FAULTLINE_SMTP_URL",
-                        reason: "use smtp://HOST:PORT or smtps://HOST:PORT".into(),
-                    });
-                }
-                Some(u)
-            }
+            Some(u) => Some(check_smtp_url(&u)?),
             None => None,
+        };
+        let email_from = src
+            .get("FAULTLINE_EMAIL_FROM")
+            .unwrap_or_else(|| "faultline@localhost".into());
+        check_email_from(&email_from)?;
+
+        let ad = AlertSettings::default();
+        let secs = |name: &'static str, default_ms: i64| -> Result<i64, ConfigError> {
+            Ok(src.number::<u32>(name, (default_ms / 1000) as u32)? as i64 * 1000)
+        };
+        let alerts = AlertSettings {
+            cooldown_ms: secs("FAULTLINE_ALERT_COOLDOWN_SECS", ad.cooldown_ms)?,
+            hourly_cap: src.number::<u32>("FAULTLINE_ALERT_HOURLY_CAP", ad.hourly_cap as u32)?
+                as i64,
+            cap_window_ms: secs("FAULTLINE_ALERT_CAP_WINDOW_SECS", ad.cap_window_ms)?.max(1000),
+            retry_base_ms: secs("FAULTLINE_SMTP_RETRY_SECS", ad.retry_base_ms)?.max(1000),
+            max_attempts: src
+                .number::<u32>("FAULTLINE_SMTP_MAX_ATTEMPTS", ad.max_attempts as u32)?
+                .max(1) as i64,
+            smtp_timeout_ms: secs("FAULTLINE_SMTP_TIMEOUT_SECS", ad.smtp_timeout_ms)?.max(1000),
+            poll_ms: (src.number::<u32>("FAULTLINE_ALERT_POLL_MS", ad.poll_ms as u32)? as i64)
+                .max(50),
         };
 
         let defaults = Limits::default();
@@ -300,9 +347,8 @@ impl Config {
                 .to_string(),
             limits,
             smtp_url,
-            email_from: src
-                .get("FAULTLINE_EMAIL_FROM")
-                .unwrap_or_else(|| "faultline@localhost".into()),
+            email_from,
+            alerts,
             log_json,
             otel,
             metrics_token: src.get("FAULTLINE_METRICS_TOKEN"),
@@ -351,6 +397,71 @@ impl Config {
         let _ = url.set_username(public_key);
         let base = url.as_str().trim_end_matches('/').to_string();
         format!("{base}/{project_id}")
+    }
+}
+
+/// `smtp://[user:password@]host[:port][?tls=required|opportunistic]` (STARTTLS) or
+/// `smtps://...` (TLS from the first byte), the forms lettre's `from_url` reads.
+fn check_smtp_url(u: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "FAULTLINE_SMTP_URL",
+        reason,
+    };
+    let parsed = Url::parse(u).map_err(|e| {
+        invalid(format!(
+            "{e} (expected smtp://HOST:PORT, smtp://USER:PASSWORD@HOST:587?tls=required or smtps://HOST:465)"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "smtp" | "smtps") {
+        return Err(invalid(format!(
+            "scheme {:?} is not smtp:// or smtps://",
+            parsed.scheme()
+        )));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("the URL names no host".into()));
+    }
+    if !parsed.username().is_empty() && parsed.password().is_none() {
+        return Err(invalid(
+            "a user needs a password (smtp://USER:PASSWORD@HOST)".into(),
+        ));
+    }
+    for (k, v) in parsed.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("tls", "required" | "opportunistic") => {}
+            ("tls", other) => {
+                return Err(invalid(format!(
+                    "tls={other:?}: use tls=required or tls=opportunistic"
+                )));
+            }
+            ("ehlo_name", _) => {}
+            (other, _) => {
+                return Err(invalid(format!(
+                    "unknown parameter {other:?} (known: tls, ehlo_name)"
+                )));
+            }
+        }
+    }
+    Ok(u.to_string())
+}
+
+/// An address like `alerts@example.com` or `Faultline <alerts@example.com>`.
+fn check_email_from(from: &str) -> Result<(), ConfigError> {
+    let addr = match (from.find('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from,
+    };
+    let ok = !from.chars().any(char::is_control)
+        && addr
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !addr.contains(' '));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            name: "FAULTLINE_EMAIL_FROM",
+            reason: format!("{from:?} is not an address like alerts@example.com"),
+        })
     }
 }
 
@@ -519,6 +630,25 @@ mod tests {
                 "FAULTLINE_MAX_EVENT_SIZE",
             ),
             ("FAULTLINE_LOG_FORMAT", "xml", "FAULTLINE_LOG_FORMAT"),
+            ("FAULTLINE_SMTP_URL", "http://mail", "FAULTLINE_SMTP_URL"),
+            ("FAULTLINE_SMTP_URL", "smtp://", "FAULTLINE_SMTP_URL"),
+            (
+                "FAULTLINE_SMTP_URL",
+                "smtp://h?tls=maybe",
+                "FAULTLINE_SMTP_URL",
+            ),
+            ("FAULTLINE_SMTP_URL", "smtp://user@h", "FAULTLINE_SMTP_URL"),
+            ("FAULTLINE_EMAIL_FROM", "nobody", "FAULTLINE_EMAIL_FROM"),
+            (
+                "FAULTLINE_EMAIL_FROM",
+                "a@b\r\nBcc: x@y",
+                "FAULTLINE_EMAIL_FROM",
+            ),
+            (
+                "FAULTLINE_ALERT_COOLDOWN_SECS",
+                "-1",
+                "FAULTLINE_ALERT_COOLDOWN_SECS",
+            ),
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "collector:4318",
@@ -538,6 +668,28 @@ mod tests {
             assert!(err.to_string().starts_with(name), "{k}={v}: {err}");
             assert!(!err.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn smtp_url_forms_are_accepted() {
+        for u in [
+            "smtp://127.0.0.1:2525",
+            "smtp://user:pa%40ss@mail.example.com:587?tls=required",
+            "smtp://mail.example.com?tls=opportunistic",
+            "smtps://user:secret@mail.example.com:465",
+        ] {
+            let c = Config::from_map(env(&[("FAULTLINE_CONFIG", ""), ("FAULTLINE_SMTP_URL", u)]))
+                .expect(u);
+            assert_eq!(c.smtp_url.as_deref(), Some(u));
+        }
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ALERT_COOLDOWN_SECS", "0"),
+            ("FAULTLINE_EMAIL_FROM", "Faultline <alerts@example.com>"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.alerts.cooldown_ms, 0);
+        assert_eq!(c.alerts.hourly_cap, 60);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000010_assemble_tasks;
 mod m20261122_000030_web;
+mod m20261122_000040_alerts;
 
 /// Runs every migration in order; applied automatically at start.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000010_assemble_tasks::Migration),
             Box::new(m20261122_000030_web::Migration),
+            Box::new(m20261122_000040_alerts::Migration),
         ]
     }
 }

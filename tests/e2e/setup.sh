@@ -15,6 +15,12 @@ if [ ! -f "$WORK/venv/.stamp-v2" ]; then
   touch "$WORK/venv/.stamp-v2"
 fi
 
+# A real SMTP server for the email alert tests (its own stamp: added after the first venv).
+if [ ! -f "$WORK/venv/.stamp-smtp-v1" ]; then
+  "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+  touch "$WORK/venv/.stamp-smtp-v1"
+fi
+
 if [ ! -f "$WORK/node/.stamp-v1" ]; then
   echo "installing Node test clients into $WORK/node"
   mkdir -p "$WORK/node"

@@ -2,6 +2,7 @@
 //! normalize -> symbolicate (JavaScript source maps) -> grouping -> store, in that order, one module a step.
 //! It runs inside `faultline serve` or as `faultline worker`.
 
+pub mod alerts;
 pub mod grouping;
 pub mod normalize;
 pub mod pipeline;

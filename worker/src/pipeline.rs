@@ -333,6 +333,10 @@ fn observe_latency(events: &[PreparedEvent]) {
 }
 
 fn log_outcome(outcome: &store::BatchOutcome) {
+    if !outcome.notifications.is_empty() {
+        // Their outbox rows are committed: let this process's alert loop look now.
+        crate::alerts::wake();
+    }
     let m = metrics::get();
     m.events_stored.inc_by(outcome.stored as u64);
     m.events_duplicate.inc_by(outcome.duplicates as u64);

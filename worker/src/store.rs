@@ -318,6 +318,7 @@ async fn store_in(
     let states = load_states(txn, backend, per_issue.keys().copied().collect()).await?;
     let known_releases = release_dates(txn, backend, &fresh).await?;
     let mut status_changes: Vec<(i64, &str)> = Vec::new();
+    let mut outbox: Vec<crate::alerts::outbox::Trigger> = Vec::new();
     for (issue_id, delta) in &per_issue {
         let Some(state) = states.get(issue_id) else {
             continue;
@@ -371,6 +372,15 @@ async fn store_in(
                 issue_id: *issue_id,
                 kind,
             });
+            outbox.push(crate::alerts::outbox::Trigger {
+                project_id: delta.project_id,
+                issue_id: *issue_id,
+                kind,
+                event_id: delta.event_id.clone(),
+                level: delta.level.clone(),
+                environment: delta.environment.clone(),
+                release: delta.newest_release.clone(),
+            });
         }
         if let Some(s) = new_status {
             status_changes.push((*issue_id, s));
@@ -378,6 +388,9 @@ async fn store_in(
     }
 
     update_issue_counters(txn, backend, &per_issue).await?;
+    // The alert outbox commits with the events that caused it: a state change is never
+    // lost, and a redelivered job (deduped above) never records it twice.
+    crate::alerts::outbox::record(txn, backend, &outbox).await?;
     for (issue_id, status) in status_changes {
         txn.execute_raw(stmt(
             backend,
@@ -520,6 +533,10 @@ struct IssueDelta {
     title: String,
     culprit: Option<String>,
     exception_value: Option<String>,
+    /// The newest event's id, environment and release (what alerts filter and show).
+    event_id: String,
+    environment: Option<String>,
+    newest_release: Option<String>,
     first_release: Option<String>,
     last_release: Option<String>,
     releases: Vec<String>,
@@ -538,6 +555,9 @@ impl IssueDelta {
             title: e.title.clone(),
             culprit: e.culprit.clone(),
             exception_value: e.exception_value.clone(),
+            event_id: e.event_id.clone(),
+            environment: e.environment.clone(),
+            newest_release: e.release.clone(),
             first_release: e.release.clone(),
             last_release: None,
             releases: Vec::new(),
@@ -554,6 +574,9 @@ impl IssueDelta {
             self.title = e.title.clone();
             self.culprit = e.culprit.clone();
             self.exception_value = e.exception_value.clone();
+            self.event_id = e.event_id.clone();
+            self.environment = e.environment.clone();
+            self.newest_release = e.release.clone();
         }
         if let Some(r) = &e.release {
             self.last_release = Some(r.clone());

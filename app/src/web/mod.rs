@@ -7,6 +7,7 @@
 //! 404). Event data is hostile: templates rely on askama's escaping and never use `|safe`.
 
 pub mod access;
+pub mod alerts;
 pub mod auth;
 pub mod charts;
 pub mod context;
@@ -138,6 +139,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/organizations/{org}/projects/{project}/keys/{key_id}",
             web::post().to(projects::update_key),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/alerts/rules",
+            web::post().to(alerts::create_rule),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/alerts/rules/{rule_id}",
+            web::post().to(alerts::update_rule),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/alerts/test",
+            web::post().to(alerts::send_test),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/alerts/subscription",
+            web::post().to(alerts::subscription),
         )
         .route(
             "/organizations/{org}/projects/{project}/releases",

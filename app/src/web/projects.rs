@@ -202,9 +202,11 @@ struct SettingsPage {
     keys: Vec<KeyLine>,
     primary_dsn: String,
     snippets: Vec<Snippet>,
+    // Section "alerts".
+    alerts: super::alerts::AlertsSection,
 }
 
-async fn settings_page(
+pub(super) async fn settings_page(
     ctx: &Ctx,
     org_slug: &str,
     project_slug: &str,
@@ -246,6 +248,9 @@ async fn settings_page(
     let notice = match ctx.q("done") {
         "general" => "Settings saved.",
         "key" => "Client key saved.",
+        "alerts" => "Alert rules saved.",
+        "test" => "Test email sent.",
+        "subscription" => "Your alert subscription changed.",
         _ if ctx.q("created") == "1" => {
             "Project created. Send your first event with the DSN below."
         }
@@ -256,6 +261,7 @@ async fn settings_page(
     } else {
         actix_web::http::StatusCode::BAD_REQUEST
     };
+    let alerts = super::alerts::section(ctx, &org.slug, &project, &base).await?;
     ctx.page_with_status(
         &SettingsPage {
             nav: ctx.nav(&org.slug, "projects"),
@@ -269,6 +275,7 @@ async fn settings_page(
             keys,
             snippets: snippets(&primary_dsn),
             primary_dsn,
+            alerts,
         },
         status,
     )

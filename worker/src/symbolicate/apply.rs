@@ -147,9 +147,9 @@ pub fn apply(event: &mut Event, outcome: &Outcomes<'_>) -> Vec<FrameReport> {
                     Ok(map) => {
                         let lineno = frame.lineno.unwrap_or(0);
                         let colno = frame.colno.unwrap_or(0);
-                        match files::lookup(
+                        match super::lookup_position(
+                            found,
                             map,
-                            found.minified.as_deref(),
                             lineno,
                             colno,
                             frame.function.as_deref(),

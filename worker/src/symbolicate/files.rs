@@ -139,7 +139,7 @@ pub struct Original {
 }
 
 /// Why a position could not be mapped.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocationError {
     /// The line (or column) is beyond the minified file or has no mapping.
     OutOfRange,

@@ -93,6 +93,42 @@ pub(crate) struct Found {
     pub map_url: String,
     /// `debug-id` or `release`.
     pub resolved_with: &'static str,
+    /// Names the map and minified file by content, for the position memo.
+    pub content_key: String,
+}
+
+/// Looked-up positions, by content and position: hot errors repeat the same frames, and
+/// naming the enclosing function walks the minified line from its start (a long one-line
+/// bundle makes that the costliest part of a frame). Cleared whole when it grows too big.
+type PositionKey = (String, u64, u64, Option<String>);
+type Positions = HashMap<PositionKey, Result<files::Original, files::LocationError>>;
+const MAX_POSITIONS: usize = 200_000;
+
+/// [`files::lookup`] through the position memo.
+pub(crate) fn lookup_position(
+    found: &Found,
+    map: &ParsedMap,
+    lineno: u64,
+    colno: u64,
+    function: Option<&str>,
+) -> Result<files::Original, files::LocationError> {
+    let key = (
+        found.content_key.clone(),
+        lineno,
+        colno,
+        function.map(str::to_owned),
+    );
+    let memo = &caches().positions;
+    if let Some(hit) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let result = files::lookup(map, found.minified.as_deref(), lineno, colno, function);
+    let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.len() >= MAX_POSITIONS {
+        memo.clear();
+    }
+    memo.insert(key, result.clone());
+    result
 }
 
 impl Found {
@@ -111,6 +147,7 @@ struct Caches {
     maps: cache::Lru<MapResult>,
     /// project id -> organization id; projects never change organization.
     orgs: std::sync::Mutex<HashMap<i64, i64>>,
+    positions: std::sync::Mutex<Positions>,
 }
 
 fn caches() -> &'static Caches {
@@ -119,6 +156,7 @@ fn caches() -> &'static Caches {
         minified: cache::Lru::new(128 * 1024 * 1024),
         maps: cache::Lru::new(512 * 1024 * 1024),
         orgs: std::sync::Mutex::new(HashMap::new()),
+        positions: std::sync::Mutex::new(HashMap::new()),
     })
 }
 
@@ -573,8 +611,11 @@ async fn resolve(
                     Step::Unmapped(..) => continue,
                 };
                 let minified_file = file.and_then(|f| minified.get(&f.sha1).cloned());
-                let (map, map_url) = match at {
-                    MapAt::Inline(url, sha1) => (inline_map(&url, &sha1), url),
+                let minified_sha1 = file.map(|f| f.sha1.as_str()).unwrap_or("-");
+                let (map, map_url, content_key) = match at {
+                    MapAt::Inline(url, sha1) => {
+                        (inline_map(&url, &sha1), url, format!("{sha1}:inline"))
+                    }
                     MapAt::Artifact(Some(a), url) => (
                         maps.get(&a.sha1).cloned().unwrap_or_else(|| {
                             Err(MapError::Invalid(
@@ -582,10 +623,13 @@ async fn resolve(
                             ))
                         }),
                         url,
+                        format!("{}:{minified_sha1}", a.sha1),
                     ),
-                    MapAt::Artifact(None, url) => {
-                        (Err(MapError::Invalid("it was not uploaded".into())), url)
-                    }
+                    MapAt::Artifact(None, url) => (
+                        Err(MapError::Invalid("it was not uploaded".into())),
+                        url,
+                        String::new(),
+                    ),
                 };
                 FileOutcome::Found(Found {
                     map,
@@ -593,6 +637,7 @@ async fn resolve(
                     minified_url,
                     map_url,
                     resolved_with,
+                    content_key,
                 })
             }
         };
