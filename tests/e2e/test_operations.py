@@ -420,6 +420,36 @@ def test_symbolication_hits_and_misses_are_counted(tmp_path):
         srv.stop()
 
 
+def test_emails_sent_and_failed_are_counted_and_traced():
+    """Alert emails through a real SMTP server (aiosmtpd): refused while it is down, then
+    delivered; /metrics counts both outcomes and every attempt is an `smtp.send` span."""
+    from test_email_alerts import Smtp, send_errors, start_server, wait_log
+    receiver = OtlpReceiver()
+    smtp = Smtp()  # not started yet: its port refuses connections
+    srv = start_server(smtp, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY=100)
+    try:
+        send_errors(srv)
+        wait_log(srv, lambda rows: rows and rows[0]["status"] == "failed" and rows[0]["attempts"] >= 2)
+        failed = value(scrape(srv), "faultline_emails_total", outcome="failed")
+        assert failed >= 2
+        smtp.start()
+        wait_log(srv, lambda rows: rows and rows[0]["status"] == "sent", timeout=30)
+        samples = scrape(srv)
+        assert value(samples, "faultline_emails_total", outcome="sent") == 1
+        assert value(samples, "faultline_emails_total", outcome="failed") >= failed
+        deadline = time.time() + 10
+        while True:
+            spans = receiver.wait_for(lambda s: s["name"] == "smtp.send")
+            if len(spans) >= failed + 1 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(spans) >= failed + 1, f"{len(spans)} smtp.send spans for {failed + 1} attempts"
+    finally:
+        srv.stop()
+        smtp.stop()
+        receiver.close()
+
+
 # --- logs ------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use faultline_core::config::Config;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tracing::Instrument;
 
 /// Why an email was not handed over to the SMTP server.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,6 +74,31 @@ impl Mailer {
                 permanent: true,
             });
         };
+        let span = tracing::info_span!(
+            target: faultline_core::telemetry::SPAN_TARGET,
+            "smtp.send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self
+            .send_with(transport, message)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(()) => faultline_core::metrics::email_sent(),
+            Err(_) => {
+                faultline_core::metrics::email_failed();
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+
+    async fn send_with(
+        &self,
+        transport: &AsyncSmtpTransport<Tokio1Executor>,
+        message: Message,
+    ) -> Result<(), SendError> {
         // lettre's timeout covers each read and write; this one covers the conversation.
         match tokio::time::timeout(self.timeout * 3, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),

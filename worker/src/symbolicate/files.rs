@@ -267,6 +267,52 @@ mod tests {
     }
 
     #[test]
+    fn huge_and_broken_maps_are_errors_not_panics() {
+        let huge = vec![b' '; MAX_FILE_BYTES + 1];
+        assert_eq!(
+            parse_map(&huge).err(),
+            Some(MapError::TooLarge(MAX_FILE_BYTES + 1))
+        );
+        assert!(matches!(
+            parse_map(b"{\"version\":3,"),
+            Err(MapError::NotJson(_))
+        ));
+        assert!(matches!(parse_map(b"[1, 2]"), Err(MapError::NotJson(_))));
+        assert!(matches!(
+            parse_data_url("data:application/json;base64,%%%"),
+            Err(MapError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_data_url("data:text/plain,hello"),
+            Err(MapError::Invalid(_))
+        ));
+        // A valid map, then positions far outside it.
+        let map = parse_map(
+            br#"{"version":3,"sources":["a.js"],"sourcesContent":["let a = 1;\nthrow a;\n"],"names":[],"mappings":"AAAA;AACA"}"#,
+        )
+        .expect("a map");
+        assert_eq!(lookup(&map, None, 2, 1, None).map(|o| o.lineno), Ok(2));
+        assert_eq!(
+            lookup(&map, None, 2, 1, None).map(|o| o.context_line),
+            Ok(Some("throw a;".into()))
+        );
+        assert_eq!(
+            lookup(&map, None, 3, 1, None),
+            Err(LocationError::OutOfRange)
+        );
+        assert_eq!(
+            lookup(&map, None, u64::MAX, u64::MAX, Some("x")),
+            Err(LocationError::OutOfRange)
+        );
+        let minified = MinifiedFile::parse(b"a();\nb();\n//# sourceMappingURL=a.js.map");
+        assert_eq!(minified.map_ref.as_deref(), Some("a.js.map"));
+        assert_eq!(
+            lookup(&map, Some(&minified), 2, 50, None),
+            Err(LocationError::OutOfRange)
+        );
+    }
+
+    #[test]
     fn function_names_lose_their_receiver() {
         assert_eq!(last_segment("Object.foo"), "foo");
         assert_eq!(last_segment("e.checkout"), "checkout");
