@@ -47,13 +47,20 @@ globalThis.faultlineDemo = { run };
 }
 
 
-def build_app(workdir, platform="node", outfile="app.min.js", sources=None):
+def build_app(workdir, platform="node", outfile="app.min.js", sources=None, stamp=None):
     """Writes the app under `workdir` and bundles it minified with a source map into
-    `workdir/dist/`; returns the dist directory."""
+    `workdir/dist/`; returns the dist directory.
+
+    `stamp` ends the bundle with a comment of its own, so the bundle, its map and the debug
+    id sentry-cli derives from their contents differ from every other build: tests sharing
+    one server then neither find each other's uploads by debug id nor share blobs."""
     workdir = Path(workdir)
     for rel, text in (sources or APP_SOURCES).items():
         path = workdir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        if stamp:
+            # At the end, so no original line moves; the map carries it in sourcesContent.
+            text += f"\n// build {stamp}\n"
         path.write_text(text)
     dist = workdir / "dist"
     dist.mkdir(exist_ok=True)
@@ -67,6 +74,7 @@ def build_app(workdir, platform="node", outfile="app.min.js", sources=None):
             f"--platform={platform}",
             "--format=iife" if platform == "browser" else "--format=cjs",
             f"--outfile={dist / outfile}",
+            *([f"--footer:js=/* build {stamp} */"] if stamp else []),
         ],
         capture_output=True,
         text=True,

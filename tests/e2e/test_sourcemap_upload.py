@@ -37,7 +37,7 @@ def release_row(server, version):
 @pytest.mark.parametrize("cli", CLIS)
 def test_inject_upload_release_finalize_deploy(server, tmp_path, cli):
     release = f"shop@{cli.parent.name}-{time.time_ns()}"
-    dist = build_app(tmp_path)
+    dist = build_app(tmp_path, stamp=tmp_path.name)
     minified = (dist / "app.min.js").read_bytes()
     debug_id = inject_and_upload(server, cli, dist, release)
     assert (dist / "app.min.js").read_bytes() != minified, "inject changed the file"
@@ -88,7 +88,7 @@ def test_inject_upload_release_finalize_deploy(server, tmp_path, cli):
 
 @pytest.mark.parametrize("cli", CLIS)
 def test_upload_by_debug_id_without_release(server, tmp_path, cli):
-    dist = build_app(tmp_path, platform="browser")
+    dist = build_app(tmp_path, platform="browser", stamp=tmp_path.name)
     env = cli_env(server, api_token(server))
     run_cli(cli, ["sourcemaps", "inject", str(dist)], env)
     debug_id = debug_id_of(dist)
@@ -102,7 +102,7 @@ def test_upload_by_debug_id_without_release(server, tmp_path, cli):
 
 def test_legacy_release_files_upload_sourcemaps_without_debug_ids(server, tmp_path):
     release = f"legacy-{time.time_ns()}"
-    dist = build_app(tmp_path)
+    dist = build_app(tmp_path, stamp=tmp_path.name)
     env = cli_env(server, api_token(server))
     run_cli(CLI2, ["releases", "new", release], env)
     run_cli(
@@ -129,7 +129,7 @@ def test_legacy_release_files_upload_sourcemaps_without_debug_ids(server, tmp_pa
 
 @pytest.mark.parametrize("cli", CLIS)
 def test_bad_credentials_are_refused_clearly(server, tmp_path, cli):
-    dist = build_app(tmp_path)
+    dist = build_app(tmp_path, stamp=tmp_path.name)
     env = cli_env(server, "sntryu_" + "0" * 64)
     code, out = run_cli(cli, ["sourcemaps", "upload", "--release", "nope", str(dist)], env, check=False)
     assert code != 0
