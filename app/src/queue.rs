@@ -215,18 +215,18 @@ pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<Sq
 /// the write lock. See [`pin_lock_statistics`].
 async fn seed_statistics(pool: &SqlitePool) {
     let result = async {
-        let mut conn = pool.acquire().await?;
-        sea_orm::sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
+        // sqlx's own transaction: rolled back if anything fails or the future is dropped,
+        // so no pooled connection is ever left holding the write lock.
+        let mut tx = pool.begin().await?;
+        sea_orm::sqlx::query("ANALYZE sqlite_schema")
+            .execute(&mut *tx)
             .await?;
-        let pinned = async {
-            sea_orm::sqlx::query("ANALYZE sqlite_schema")
-                .execute(&mut *conn)
-                .await?;
-            pin_lock_statistics(&mut conn).await
-        }
-        .await;
-        finish(&mut conn, pinned).await
+        pin_lock_statistics(&mut tx).await?;
+        tx.commit().await?;
+        sea_orm::sqlx::query("ANALYZE sqlite_schema")
+            .execute(pool)
+            .await
+            .map(|_| ())
     }
     .await;
     if let Err(e) = result {
@@ -248,20 +248,16 @@ pub async fn refresh_statistics(pool: &SqlitePool) {
         if rows < 1000 {
             return Ok(());
         }
+        drop(conn);
+        let mut tx = pool.begin().await?;
         sea_orm::sqlx::query("PRAGMA analysis_limit = 400")
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
-        sea_orm::sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
+        sea_orm::sqlx::query("ANALYZE Jobs")
+            .execute(&mut *tx)
             .await?;
-        let refreshed = async {
-            sea_orm::sqlx::query("ANALYZE Jobs")
-                .execute(&mut *conn)
-                .await?;
-            pin_lock_statistics(&mut conn).await
-        }
-        .await;
-        finish(&mut conn, refreshed).await
+        pin_lock_statistics(&mut tx).await?;
+        tx.commit().await
     }
     .await;
     if let Err(e) = result {
@@ -275,7 +271,7 @@ pub async fn refresh_statistics(pool: &SqlitePool) {
 /// picks a few hundred rows; the batch ack was then planned over `LIdx` times the JSON
 /// list, and a worker draining 10,000 jobs spent 7 s per acknowledgement.
 async fn pin_lock_statistics(
-    conn: &mut sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>,
+    conn: &mut sea_orm::sqlx::Transaction<'_, sea_orm::sqlx::Sqlite>,
 ) -> Result<(), sea_orm::sqlx::Error> {
     sea_orm::sqlx::query(
         "DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx IN ('sqlite_autoindex_Jobs_1', 'LIdx')",
@@ -289,26 +285,6 @@ async fn pin_lock_statistics(
     .execute(&mut **conn)
     .await?;
     Ok(())
-}
-
-/// Commits (and loads the new statistics into this connection) or rolls back.
-async fn finish(
-    conn: &mut sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>,
-    outcome: Result<(), sea_orm::sqlx::Error>,
-) -> Result<(), sea_orm::sqlx::Error> {
-    match outcome {
-        Ok(()) => {
-            sea_orm::sqlx::query("COMMIT").execute(&mut **conn).await?;
-            sea_orm::sqlx::query("ANALYZE sqlite_schema")
-                .execute(&mut **conn)
-                .await?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = sea_orm::sqlx::query("ROLLBACK").execute(&mut **conn).await;
-            Err(e)
-        }
-    }
 }
 
 async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
