@@ -935,3 +935,69 @@ fn only_javascript_frames_want_symbolication() {
         json!({})
     )));
 }
+
+const SCOPES_JS: &str = include_str!("fixtures/sourcemaps/scopes.min.js");
+const SCOPES_MAP: &str = include_str!("fixtures/sourcemaps/scopes.min.js.map");
+const SCOPES_STACK: &str = include_str!("fixtures/sourcemaps/scopes.stack.json");
+
+#[tokio::test]
+async fn arrow_and_anonymous_functions_get_their_original_scope_names() {
+    let db = testing::sqlite().await.expect("sqlite");
+    let (org, project) = setup(&db).await;
+    upload(
+        &db,
+        org,
+        Upload::new("minified_source", "~/scopes.min.js", SCOPES_JS).release("1.0"),
+    )
+    .await;
+    upload(
+        &db,
+        org,
+        Upload::new("source_map", "~/scopes.min.js.map", SCOPES_MAP).release("1.0"),
+    )
+    .await;
+    // Node's stack of the bundle (innermost first) as an SDK sends it (caller first).
+    let stack: Vec<serde_json::Value> = serde_json::from_str(SCOPES_STACK).expect("stack");
+    let url = "app:///scopes.min.js";
+    let sent: Vec<serde_json::Value> = stack
+        .iter()
+        .rev()
+        .map(|f| {
+            frame(
+                url,
+                f["function"].as_str(),
+                f["lineno"].as_u64().expect("line"),
+                f["colno"].as_u64().expect("column"),
+            )
+        })
+        .collect();
+    let minified: Vec<Option<String>> = stack
+        .iter()
+        .rev()
+        .map(|f| f["function"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        minified,
+        [Some("Object.n"), Some("o.handleOrder"), Some("r")].map(|n| n.map(str::to_owned)),
+        "the fixture's minified names (regenerated fixture?)"
+    );
+    // The caller frames alone: no call site below the top frame to borrow a name from.
+    for frames_sent in [sent.clone(), vec![sent[1].clone()], vec![sent[2].clone()]] {
+        let event = symbolicate_one(
+            &db,
+            project,
+            js_event(frames_sent, json!({"release": "1.0"})),
+        )
+        .await;
+        for f in frames(&event) {
+            assert_eq!(status(f), Some("symbolicated"), "{f:?}");
+            let expected = match f.lineno {
+                Some(5) => "applyDiscount",
+                Some(12) => "registry.handleOrder",
+                Some(17) => "runScopes",
+                other => panic!("unexpected line {other:?}: {f:?}"),
+            };
+            assert_eq!(f.function.as_deref(), Some(expected), "{f:?}");
+        }
+    }
+}
