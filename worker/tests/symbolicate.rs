@@ -1001,3 +1001,96 @@ async fn arrow_and_anonymous_functions_get_their_original_scope_names() {
         }
     }
 }
+
+#[tokio::test]
+async fn uploaded_sources_give_context_when_the_map_has_no_sources_content() {
+    for (engine, db) in [
+        ("sqlite", testing::sqlite().await.expect("sqlite")),
+        ("postgres", testing::postgres().await.expect("postgres")),
+    ] {
+        let (org, project) = setup(&db).await;
+        // The same map without `sourcesContent` (as `esbuild --sources-content=false` writes).
+        let mut map: serde_json::Value = serde_json::from_str(SCOPES_MAP).expect("map");
+        map.as_object_mut()
+            .expect("object")
+            .remove("sourcesContent");
+        let map = map.to_string();
+        upload(
+            &db,
+            org,
+            Upload::new("minified_source", "~/scopes.min.js", SCOPES_JS).release("1.0"),
+        )
+        .await;
+        upload(
+            &db,
+            org,
+            Upload::new("source_map", "~/scopes.min.js.map", &map).release("1.0"),
+        )
+        .await;
+        let stack: Vec<serde_json::Value> = serde_json::from_str(SCOPES_STACK).expect("stack");
+        let top = &stack[0];
+        let event = || {
+            js_event(
+                vec![frame(
+                    "app:///scopes.min.js",
+                    top["function"].as_str(),
+                    top["lineno"].as_u64().expect("line"),
+                    top["colno"].as_u64().expect("column"),
+                )],
+                json!({"release": "1.0"}),
+            )
+        };
+        // Mapped, but no source line to show yet.
+        let mapped = symbolicate_one(&db, project, event()).await;
+        let f = &frames(&mapped)[0];
+        assert_eq!(status(f), Some("symbolicated"), "{engine}: {f:?}");
+        assert_eq!(f.lineno, Some(5), "{engine}");
+        assert_eq!(f.context_line, None, "{engine}");
+
+        // A `source` file of the same release, named as the frame's file, fills them in.
+        // A source of another release must not.
+        exec(
+            &db,
+            "INSERT INTO releases (organization_id, version, date_created, status) \
+             SELECT id, '2.0', 0, 'open' FROM organizations WHERE slug = 'acme'",
+            vec![],
+        )
+        .await;
+        let text = include_str!("fixtures/sourcemaps/src/scopes.js");
+        upload(
+            &db,
+            org,
+            Upload::new(
+                "source",
+                "~/src/scopes.js",
+                "wrong release\n".repeat(20).as_str(),
+            )
+            .release("2.0"),
+        )
+        .await;
+        upload(
+            &db,
+            org,
+            Upload::new("source", "~/src/scopes.js", text).release("1.0"),
+        )
+        .await;
+        let mapped = symbolicate_one(&db, project, event()).await;
+        let f = &frames(&mapped)[0];
+        assert_eq!(status(f), Some("symbolicated"), "{engine}: {f:?}");
+        assert_eq!(
+            f.context_line.as_deref(),
+            Some("    throw new Error(`discount too large for ${order.total}`);"),
+            "{engine}: {f:?}"
+        );
+        assert_eq!(
+            f.pre_context.last().map(String::as_str),
+            Some("  if (order.total > 100) {"),
+            "{engine}"
+        );
+        assert_eq!(
+            f.post_context.first().map(String::as_str),
+            Some("  }"),
+            "{engine}"
+        );
+    }
+}

@@ -2,7 +2,14 @@
 //! panicking on what a user uploaded. A parse error is a value (cached like a success), so
 //! a broken map is not re-parsed for every event that points at it.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sourcemap::{DecodedMap, SourceMap, SourceView};
+
+/// Uploaded original sources (artifacts of kind `source`) for a map's sources that have no
+/// `sourcesContent`, by the map's source index.
+pub type UploadedSources = HashMap<u32, Arc<MinifiedFile>>;
 
 /// Largest minified file or source map read; bigger ones are reported, not parsed.
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
@@ -156,13 +163,15 @@ const MAX_LINE_CHARS: usize = 200;
 
 /// Maps a 1-based minified (line, column) through `map`. `minified` (when uploaded) is used
 /// to check the position and to find the enclosing function's original name;
-/// `minified_function` is the function name the runtime reported.
+/// `minified_function` is the function name the runtime reported; `uploaded` gives context
+/// lines for sources the map carries no content for.
 pub fn lookup(
     map: &ParsedMap,
     minified: Option<&MinifiedFile>,
     lineno: u64,
     colno: u64,
     minified_function: Option<&str>,
+    uploaded: &UploadedSources,
 ) -> Result<Original, LocationError> {
     let line0 = u32::try_from(lineno.saturating_sub(1)).map_err(|_| LocationError::OutOfRange)?;
     let col0 = u32::try_from(colno.saturating_sub(1)).map_err(|_| LocationError::OutOfRange)?;
@@ -210,7 +219,11 @@ pub fn lookup(
         context_line: None,
         post_context: Vec::new(),
     };
-    if let Some(view) = map.map.get_source_view(token.get_src_id()) {
+    let view = map
+        .map
+        .get_source_view(token.get_src_id())
+        .or_else(|| uploaded.get(&token.get_src_id()).map(|source| &source.view));
+    if let Some(view) = view {
         let col = src_col as usize;
         original.context_line = view.get_line(src_line).map(|l| trim_line(l, col));
         if original.context_line.is_some() {
@@ -419,23 +432,26 @@ mod tests {
             br#"{"version":3,"sources":["a.js"],"sourcesContent":["let a = 1;\nthrow a;\n"],"names":[],"mappings":"AAAA;AACA"}"#,
         )
         .expect("a map");
-        assert_eq!(lookup(&map, None, 2, 1, None).map(|o| o.lineno), Ok(2));
         assert_eq!(
-            lookup(&map, None, 2, 1, None).map(|o| o.context_line),
+            lookup(&map, None, 2, 1, None, &HashMap::new()).map(|o| o.lineno),
+            Ok(2)
+        );
+        assert_eq!(
+            lookup(&map, None, 2, 1, None, &HashMap::new()).map(|o| o.context_line),
             Ok(Some("throw a;".into()))
         );
         assert_eq!(
-            lookup(&map, None, 3, 1, None),
+            lookup(&map, None, 3, 1, None, &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
         assert_eq!(
-            lookup(&map, None, u64::MAX, u64::MAX, Some("x")),
+            lookup(&map, None, u64::MAX, u64::MAX, Some("x"), &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
         let minified = MinifiedFile::parse(b"a();\nb();\n//# sourceMappingURL=a.js.map");
         assert_eq!(minified.map_ref.as_deref(), Some("a.js.map"));
         assert_eq!(
-            lookup(&map, Some(&minified), 2, 50, None),
+            lookup(&map, Some(&minified), 2, 50, None, &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
     }
