@@ -90,25 +90,9 @@ pub struct IssueSummary {
     pub users_seen: i64,
 }
 
-/// `WEB-1A`: the project slug and the issue's number in base 36, as Sentry shows them.
-pub fn short_id(project_slug: &str, n: i64) -> String {
-    let mut digits = Vec::new();
-    let mut n = n.max(0) as u64;
-    loop {
-        let d = (n % 36) as u8;
-        digits.push(if d < 10 { b'0' + d } else { b'A' + d - 10 });
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    digits.reverse();
-    format!(
-        "{}-{}",
-        project_slug.to_uppercase(),
-        String::from_utf8_lossy(&digits)
-    )
-}
+/// `WEB-1A`: one spelling of short ids for the pages and the Web API (what sentry-cli
+/// shows), so an issue is called the same everywhere.
+pub use crate::api::issues::short_id;
 
 /// Builds and runs the list query: every filter is an indexed lookup (status and sort
 /// columns on `issues`, tag terms through `issue_tag_values (key, value, issue_id)`, trace
@@ -532,10 +516,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_ids_are_base_36() {
+    fn pages_spell_short_ids_as_the_api_and_sentry_cli_do() {
+        // The pages once counted in base 36 (`WEB-16` for the API's `WEB-1A`).
         assert_eq!(short_id("web", 1), "WEB-1");
-        assert_eq!(short_id("web", 36), "WEB-10");
-        assert_eq!(short_id("api-2", 46), "API-2-1A");
+        assert_eq!(short_id("web", 32), "WEB-10");
+        assert_eq!(short_id("api-2", 42), "API-2-1A");
     }
 
     #[test]
