@@ -41,6 +41,8 @@ pub enum MapError {
     NotJson(String),
     /// JSON, but not a usable source map (bad mappings, unresolved index sections, ...).
     Invalid(String),
+    /// Its bytes could not be read from the artifact store (never cached: it may be back).
+    Unreadable(String),
 }
 
 impl MapError {
@@ -53,6 +55,7 @@ impl MapError {
             ),
             MapError::NotJson(e) => format!("the source map is not valid JSON: {e}"),
             MapError::Invalid(e) => format!("the source map is not usable: {e}"),
+            MapError::Unreadable(e) => format!("the source map could not be read: {e}"),
         }
     }
 }

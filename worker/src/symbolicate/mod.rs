@@ -20,6 +20,7 @@ mod apply;
 pub mod cache;
 pub mod files;
 pub mod lookup;
+pub mod storage;
 pub mod urls;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,6 +56,9 @@ pub enum Status {
     InvalidLocation,
     /// The database could not be asked (the event page will try again).
     LookupFailed,
+    /// An uploaded file's bytes could not be read from the artifact store (missing object,
+    /// damaged content, store unreachable).
+    StorageError,
     /// Mapping failed unexpectedly; the frame was left as sent.
     InternalError,
 }
@@ -72,6 +76,7 @@ impl Status {
             Status::SourcemapTooLarge => "sourcemap_too_large",
             Status::InvalidLocation => "invalid_location",
             Status::LookupFailed => "lookup_failed",
+            Status::StorageError => "storage_error",
             Status::InternalError => "internal_error",
         }
     }
@@ -493,7 +498,7 @@ async fn resolve(
             Step::Unmapped(..) => None,
         })
         .collect();
-    let minified = load_minified(db, &minified_rows).await?;
+    let (minified, unreadable) = load_minified(db, &minified_rows).await?;
 
     // Where each map is: an artifact (maybe not fetched yet), or an inline data URL.
     enum MapAt {
@@ -570,6 +575,17 @@ async fn resolve(
     for ((r, step), at) in reqs.iter().zip(steps).zip(map_at) {
         let outcome = match (step, at) {
             (Step::Unmapped(status, message), _) => FileOutcome::Unmapped(status, message),
+            (Step::ByReference { minified: file, .. }, None)
+                if unreadable.contains_key(&file.sha1) =>
+            {
+                FileOutcome::Unmapped(
+                    Status::StorageError,
+                    format!(
+                        "the uploaded file {} could not be read: {}",
+                        file.name, unreadable[&file.sha1]
+                    ),
+                )
+            }
             (Step::ByReference { minified: file, .. }, None) => FileOutcome::Unmapped(
                 Status::MissingSourcemap,
                 format!(
@@ -618,9 +634,10 @@ async fn resolve(
                     }
                     MapAt::Artifact(Some(a), url) => (
                         maps.get(&a.sha1).cloned().unwrap_or_else(|| {
-                            Err(MapError::Invalid(
-                                "its content is missing from storage".into(),
-                            ))
+                            Err(MapError::Unreadable(format!(
+                                "{} has no stored content",
+                                a.name
+                            )))
                         }),
                         url,
                         format!("{}:{minified_sha1}", a.sha1),
@@ -735,10 +752,11 @@ fn find_named<'a>(
     None
 }
 
+/// The minified files' parsed text, and why those that could not be read were not.
 async fn load_minified(
     db: &impl ConnectionTrait,
     rows: &[&Artifact],
-) -> Result<HashMap<String, Arc<MinifiedFile>>, DbErr> {
+) -> Result<(HashMap<String, Arc<MinifiedFile>>, HashMap<String, String>), DbErr> {
     let c = &caches().minified;
     let mut out = HashMap::new();
     let mut missing = BTreeSet::new();
@@ -753,7 +771,16 @@ async fn load_minified(
         }
     }
     let missing: Vec<String> = missing.into_iter().collect();
-    for (sha1, bytes) in lookup::blobs(db, &missing).await? {
+    let mut unreadable = HashMap::new();
+    for (sha1, bytes) in read_blobs(db, &missing).await? {
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            // Not cached: a store that is down now may answer when the event is viewed.
+            Err(e) => {
+                unreadable.insert(sha1, e.to_string());
+                continue;
+            }
+        };
         if bytes.len() > files::MAX_FILE_BYTES {
             continue;
         }
@@ -761,6 +788,38 @@ async fn load_minified(
         c.insert(sha1.clone(), file.clone(), file.cost());
         out.insert(sha1, file);
     }
+    Ok((out, unreadable))
+}
+
+/// The bytes of these blobs: from their rows, or from the artifact store for rows without
+/// bytes (fetched concurrently). Blobs without a row are left out.
+pub(crate) async fn read_blobs(
+    db: &impl ConnectionTrait,
+    sha1s: &[String],
+) -> Result<Vec<(String, Result<Vec<u8>, storage::StoreError>)>, DbErr> {
+    let rows = lookup::blobs(db, sha1s).await?;
+    let store = storage::current();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut fetch = Vec::new();
+    for (sha1, row) in rows {
+        if row.holds_bytes() {
+            out.push((sha1, Ok(row.data)));
+        } else {
+            fetch.push(sha1);
+        }
+    }
+    let fetched = futures_util::future::join_all(fetch.into_iter().map(|sha1| {
+        let store = store.clone();
+        async move {
+            let bytes = store.get(&sha1).await;
+            if let Err(e) = &bytes {
+                tracing::warn!(sha1 = %sha1, error = %e, "an uploaded file could not be read");
+            }
+            (sha1, bytes)
+        }
+    }))
+    .await;
+    out.extend(fetched);
     Ok(out)
 }
 
@@ -787,7 +846,16 @@ async fn load_maps(
         return Ok(out);
     }
     let missing: Vec<String> = missing.into_iter().collect();
-    let blobs = lookup::blobs(db, &missing).await?;
+    let mut blobs = Vec::new();
+    for (sha1, bytes) in read_blobs(db, &missing).await? {
+        match bytes {
+            Ok(bytes) => blobs.push((sha1, bytes)),
+            // Not cached: a store that is down now may answer when the event is viewed.
+            Err(e) => {
+                out.insert(sha1, Err(MapError::Unreadable(e.to_string())));
+            }
+        }
+    }
     // Parsing a big map takes milliseconds: keep it off the async threads.
     let parsed = tokio::task::spawn_blocking(move || {
         blobs
