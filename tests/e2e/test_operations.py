@@ -544,7 +544,7 @@ def test_sigterm_of_a_busy_worker_releases_its_jobs_at_once():
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         with sqlite3.connect(srv.data_dir / "queue.db") as q:
-            locked = q.execute("SELECT COUNT(*) FROM Jobs WHERE status IN ('Queued', 'Running')").fetchone()[0]
+            locked = q.execute("SELECT COUNT(*) FROM queue_jobs WHERE lock_by IS NOT NULL").fetchone()[0]
         assert locked == 0, f"{locked} jobs stayed locked by the stopped worker"
         worker = subprocess.Popen([BIN, "worker"], env=srv.env, stdout=srv.log, stderr=srv.log)
         time.sleep(1.0)
@@ -598,7 +598,7 @@ def test_backup_of_a_live_server_opens_with_its_rows():
         assert copy.execute("SELECT COUNT(*) FROM issues").fetchone()[0] >= 1
         assert copy.execute("SELECT slug FROM projects").fetchone()[0] == "obs"
         queue_copy = sqlite3.connect(str(target) + ".queue.db")
-        queue_copy.execute("SELECT COUNT(*) FROM Jobs").fetchone()
+        queue_copy.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()
         # The copy is a working Faultline database.
         restored = Server(tempfile.mkdtemp(prefix="faultline-restored-"),
                           {"DATABASE_URL": f"sqlite://{target}"})
