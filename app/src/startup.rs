@@ -47,6 +47,10 @@ impl Application {
     /// Checks the environment and binds; nothing is served yet.
     pub async fn build(mut config: Config, roles: Roles) -> anyhow::Result<Application> {
         config.prepare_data_dir()?;
+        // Where uploaded files' bytes live; a directory that cannot be written stops the start.
+        let store = faultline_worker::symbolicate::storage::from_config(&config.artifact_storage)?;
+        tracing::info!(store = store.kind(), "artifact storage");
+        faultline_worker::symbolicate::storage::install(store);
         let db = db::connect(&config).await?;
         db::migrate(&db).await?;
         let queue = Queue::open(&config).await?;
@@ -156,7 +160,7 @@ async fn http_server(
         db: db.clone(),
         token: config.metrics_token.clone(),
     });
-    api::blobs::spawn_collector(db.clone());
+    api::blobs::spawn_collector(db.clone(), config.artifact_gc);
     let state = web::Data::new(AppState { config, db, queue });
     let traced = crate::telemetry::enabled();
     let server = HttpServer::new(move || {

@@ -55,6 +55,26 @@ pub fn init(config: &Config, level: &str) -> anyhow::Result<TelemetryGuard> {
         Some(otel) => Some(tracer_provider(otel)?),
         None => None,
     };
+    let _ = subscriber(config, level, provider.as_ref()).try_init();
+    if provider.is_some() {
+        ENABLED.store(true, Ordering::Relaxed);
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+/// The process's subscriber: the log layer, plus the OpenTelemetry layer with a provider.
+///
+/// Without a provider there is no OpenTelemetry layer at all, not an `Option` of one
+/// that is `None`: tracing-subscriber gives a `None` layer the interest "always", and
+/// beside the log layer's per-layer filter (which switches the span target off) that
+/// makes every span site's interest "sometimes" — each span macro then asks every filter
+/// again (`EnvFilter::enabled`), per request. With the log layer alone, the target's
+/// sites are "never" and cost one atomic load.
+fn subscriber(
+    config: &Config,
+    level: &str,
+    provider: Option<&SdkTracerProvider>,
+) -> Box<dyn tracing::Subscriber + Send + Sync> {
     let mut filter = EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
             "{level},sqlx=warn,apalis=warn,sea_orm_migration=warn"
@@ -82,25 +102,21 @@ pub fn init(config: &Config, level: &str) -> anyhow::Result<TelemetryGuard> {
     } else {
         fmt.with_filter(filter).boxed()
     };
-    let otel = provider.as_ref().map(|p| {
-        let tracer = p.tracer("faultline");
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_threads(false)
-            .with_location(false)
-            .with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target(SPAN_TARGET, tracing::Level::INFO),
-            )
-    });
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(otel)
-        .try_init();
-    if provider.is_some() {
-        ENABLED.store(true, Ordering::Relaxed);
+    let logs = tracing_subscriber::registry().with(fmt);
+    match provider {
+        None => Box::new(logs),
+        Some(p) => {
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("faultline"))
+                .with_threads(false)
+                .with_location(false)
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target(SPAN_TARGET, tracing::Level::INFO),
+                );
+            Box::new(logs.with(otel))
+        }
     }
-    Ok(TelemetryGuard { provider })
 }
 
 fn tracer_provider(otel: &OtelConfig) -> anyhow::Result<SdkTracerProvider> {
@@ -305,5 +321,37 @@ pub mod http {
                 result
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interest a fresh span site under [`SPAN_TARGET`] gets from `subscriber`.
+    fn span_site_interest(
+        subscriber: Box<dyn tracing::Subscriber + Send + Sync>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::with_default(subscriber, || {
+            let site = tracing::callsite! {
+                name: "probe",
+                kind: tracing::metadata::Kind::SPAN,
+                target: SPAN_TARGET,
+                level: tracing::Level::INFO,
+                fields: []
+            };
+            site.register();
+            site.interest()
+        })
+    }
+
+    #[test]
+    fn span_sites_cost_nothing_without_an_exporter() {
+        let config = Config::from_map(HashMap::new()).expect("config");
+        // "never" is cached in the site: a span macro is one atomic load. It was
+        // "sometimes" (every filter asked at every span) with a `None` OpenTelemetry layer.
+        assert!(span_site_interest(subscriber(&config, "info", None)).is_never());
+        let provider = SdkTracerProvider::builder().build();
+        assert!(!span_site_interest(subscriber(&config, "info", Some(&provider))).is_never());
     }
 }

@@ -29,23 +29,37 @@ const MISSED_HEARTBEATS: usize = 2;
 /// How often an idle worker looks for new jobs (a busy one fetches as fast as it drains).
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
+/// How long a stopping worker may take to finish its in-flight batches.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A running worker; `stop` lets in-flight jobs finish (or be released) first.
 pub struct RunningWorker {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
+    backend: QueueBackend,
+    /// The name of the current run, whose jobs a stop releases.
+    run_name: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl RunningWorker {
+    /// Stops fetching, waits (bounded) for the jobs in flight, then puts whatever this run
+    /// still holds back in the queue at once — also when the wait timed out, so a stuck
+    /// database never leaves jobs locked until the heartbeat timeout.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(30), self.handle)
+        let mut handle = self.handle;
+        if tokio::time::timeout(STOP_TIMEOUT, &mut handle)
             .await
             .is_err()
         {
             tracing::warn!(
-                "worker did not stop within 30 s; unacknowledged jobs will be redelivered"
+                seconds = STOP_TIMEOUT.as_secs(),
+                "worker did not finish its jobs in time; releasing them to the queue"
             );
+            handle.abort();
         }
+        let name = self.run_name.lock().map(|n| n.clone()).unwrap_or_default();
+        release_jobs(&self.backend, &name).await;
     }
 }
 
@@ -84,7 +98,11 @@ pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Res
     let pipeline = Pipeline::start(db.clone());
     tokio::spawn(retention_loop(db));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run_name = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let current = run_name.clone();
+    let worker_backend = backend.clone();
     let handle = tokio::spawn(async move {
+        let backend = worker_backend;
         loop {
             let mut stopped_rx = stopped.clone();
             let signal = async move {
@@ -92,11 +110,15 @@ pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Res
                 Ok::<(), std::io::Error>(())
             };
             let name = worker_name();
+            if let Ok(mut current) = current.lock() {
+                current.clone_from(&name);
+            }
             let result = run_once(&backend, pipeline.clone(), signal, &name).await;
             if *stopped.borrow() {
-                release_jobs(&backend, &name).await;
                 return;
             }
+            // A run that failed leaves its jobs to the next one at once.
+            release_jobs(&backend, &name).await;
             match result {
                 Ok(()) => tracing::warn!("worker ended unexpectedly; starting it again"),
                 Err(e) => tracing::error!(error = %e, "worker failed; starting it again in 1 s"),
@@ -104,7 +126,12 @@ pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Res
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    Ok(RunningWorker { stop, handle })
+    Ok(RunningWorker {
+        stop,
+        handle,
+        backend,
+        run_name,
+    })
 }
 
 /// Applies retention a minute after start, then hourly.
@@ -141,21 +168,12 @@ async fn release_jobs(backend: &QueueBackend, name: &str) {
     let QueueBackend::Sqlite(pool) = backend else {
         return;
     };
-    let released = sea_orm::sqlx::query(
-        "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL, done_at = NULL \
-         WHERE lock_by = ?1 AND status IN ('Queued', 'Running')",
-    )
-    .bind(name)
-    .execute(pool)
-    .await;
-    match released {
-        Ok(r) if r.rows_affected() > 0 => {
-            tracing::info!(
-                jobs = r.rows_affected(),
-                "released unfinished jobs to the queue"
-            )
-        }
-        Ok(_) => {}
+    if name.is_empty() {
+        return;
+    }
+    match queue::sqlite::release(pool, name).await {
+        Ok(0) => {}
+        Ok(jobs) => tracing::info!(jobs, "released unfinished jobs to the queue"),
         Err(e) => {
             tracing::warn!(error = %e, "releasing unfinished jobs failed; they return after the heartbeat timeout")
         }
@@ -171,14 +189,15 @@ async fn run_once(
     let name = name.to_string();
     match backend {
         QueueBackend::Sqlite(pool) => {
-            let storage = apalis_sqlite::SqliteStorage::<EventJob>::new(pool)
-                .with_config(
-                    queue::sqlite_config()
-                        .batch_size(FETCH_BATCH)
-                        .heartbeat_interval(HEARTBEAT)
-                        .missed_heartbeats(MISSED_HEARTBEATS),
-                )
-                .poll_with_strategy(IdlePoll::new());
+            let storage = queue::sqlite::SqliteQueue::new(
+                pool.clone(),
+                queue::sqlite::Settings {
+                    batch_size: FETCH_BATCH,
+                    heartbeat: HEARTBEAT,
+                    missed_heartbeats: MISSED_HEARTBEATS as u32,
+                },
+            )
+            .poll_with_strategy(IdlePoll::new());
             WorkerBuilder::new(name)
                 .backend(storage)
                 .data(pipeline)

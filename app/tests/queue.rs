@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use faultline_app::queue::{Backend, Queue, open_sqlite};
+use apalis_core::backend::persistence::Persistence;
+use apalis_core::worker::context::WorkerContext;
+use faultline_app::queue::{Backend, Queue, open_sqlite, sqlite};
 use sea_orm::ConnectionTrait;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +53,7 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     loop {
         let report = queue.report(10).await.expect("report");
         if report.dead.len() == 1 {
-            assert_eq!(report.dead[0].0.len(), 26, "a job id");
+            assert!(report.dead[0].0.parse::<u64>().is_ok(), "a job id");
             assert!(
                 report.dead[0]
                     .2
@@ -84,63 +86,207 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     worker.stop().await;
 }
 
-/// The plan of apalis' batch acknowledgement on a fresh queue file: looking each id up in
-/// the primary key, not walking every job the worker locked (which, before statistics were
-/// seeded, took one core and stalled ingest for seconds under load).
-#[tokio::test]
-async fn a_fresh_queue_plans_batch_acks_by_primary_key() {
-    let dir =
-        std::env::temp_dir().join(format!("faultline-plan-{}", uuid::Uuid::new_v4().simple()));
+fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
-    assert_ack_uses_primary_key(&pool).await;
+    dir
 }
 
-/// The same after the periodic statistics refresh ran over a backlog nobody had locked
-/// yet (every `lock_by` NULL, as after `faultline web` took a load alone), and after the
-/// queue was opened again, as a worker starting on that backlog opens it. Sampled
-/// statistics then claimed `lock_by = ?` picks a few hundred rows, and a worker draining a
-/// 10,000-job backlog took 7 s per batch acknowledgement.
-#[tokio::test]
-async fn batch_acks_keep_the_primary_key_after_statistics_refresh() {
-    let dir =
-        std::env::temp_dir().join(format!("faultline-plan-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("queue.db");
-    let pool = open_sqlite(&path).await.expect("queue");
-    let queue = Queue::start(Backend::Sqlite(pool.clone()));
-    let jobs = (0..3000).map(|i| {
-        let queue = queue.clone();
-        async move {
-            let job = format!(
-                r#"{{"project_id":1,"event_id":"{i:032x}","received_ms":1,"client_ip":null,"kind":"event","payload":{{}}}}"#
-            );
-            queue.enqueue(job.into_bytes()).await
-        }
-    });
-    for r in futures_util::future::join_all(jobs).await {
-        r.expect("enqueue");
-    }
-    faultline_app::queue::refresh_statistics(&pool).await;
-    pool.close().await;
-    let reopened = open_sqlite(&path).await.expect("reopen");
-    assert_ack_uses_primary_key(&reopened).await;
-}
-
-async fn assert_ack_uses_primary_key(pool: &sea_orm::sqlx::SqlitePool) {
-    let plan: Vec<(i64, i64, i64, String)> = sea_orm::sqlx::query_as(
-        "EXPLAIN QUERY PLAN WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'status' AS status \
-         FROM json_each(?1)) UPDATE Jobs SET status = j.status FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2",
+fn job(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"project_id":1,"event_id":"{i:032x}","received_ms":1,"client_ip":null,"kind":"event","payload":{{}}}}"#
     )
-    .bind("[]")
-    .bind("worker")
-    .fetch_all(pool)
-    .await
-    .expect("plan");
-    let text: Vec<String> = plan.into_iter().map(|r| r.3).collect();
+    .into_bytes()
+}
+
+fn consumer(pool: &sea_orm::sqlx::SqlitePool, batch_size: usize) -> sqlite::Jobs {
+    sqlite::Jobs::new(
+        pool.clone(),
+        sqlite::Settings {
+            batch_size,
+            heartbeat: Duration::from_millis(200),
+            missed_heartbeats: 1,
+        },
+    )
+}
+
+fn ids(tasks: &[apalis_core::task::Task<Vec<u8>>]) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|t| t.task_id().expect("task id").to_string())
+        .collect()
+}
+
+/// Two workers fetching at the same time from one queue file never get the same job, and
+/// between them they get every job once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_workers_never_share_a_job() {
+    let dir = temp_dir("faultline-share");
+    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    let jobs: Vec<Vec<u8>> = (0..2000).map(job).collect();
+    sqlite::insert_batch(&pool, &jobs).await.expect("insert");
+    // Each worker opens its own pool, as separate processes do.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let fetch = |name: &'static str| {
+        let path = dir.join("queue.db");
+        let start = start.clone();
+        tokio::spawn(async move {
+            let pool = sqlite::open_for_worker(&path).await.expect("worker pool");
+            let mut jobs = consumer(&pool, 50);
+            let worker = WorkerContext::new(name);
+            jobs.register(&worker).await.expect("register");
+            start.wait().await;
+            let mut seen = Vec::new();
+            loop {
+                let batch = jobs.fetch_next(&worker).await.expect("fetch");
+                if batch.is_empty() {
+                    return seen;
+                }
+                seen.extend(ids(&batch));
+                // As the pipeline would: work on the batch before fetching again.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let (a, b) = (fetch("a"), fetch("b"));
+    let (a, b) = (a.await.expect("a"), b.await.expect("b"));
+    let all: std::collections::HashSet<&String> = a.iter().chain(&b).collect();
+    assert_eq!(a.len() + b.len(), 2000, "every job fetched once");
+    assert_eq!(all.len(), 2000, "no job fetched twice");
+    assert!(!a.is_empty() && !b.is_empty(), "both workers got work");
+}
+
+/// A graceful stop puts the jobs back at once without counting an attempt; a worker that
+/// dies is noticed by the others' heartbeats, and its jobs return with one attempt more.
+/// A job that takes every worker down with it ends in the dead-letter table.
+#[tokio::test]
+async fn jobs_of_stopped_and_dead_workers_return_to_the_queue() {
+    let dir = temp_dir("faultline-orphans");
+    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    sqlite::insert_batch(&pool, &[job(1), job(2), job(3)])
+        .await
+        .expect("insert");
+
+    let mut first = consumer(&pool, 10);
+    let one = WorkerContext::new("one");
+    first.register(&one).await.expect("register");
+    assert_eq!(first.fetch_next(&one).await.expect("fetch").len(), 3);
+    assert!(first.fetch_next(&one).await.expect("fetch").is_empty());
+    assert_eq!(sqlite::release(&pool, "one").await.expect("release"), 3);
+    let again = first.fetch_next(&one).await.expect("fetch");
+    assert_eq!(again.len(), 3, "released jobs can be fetched again");
     assert!(
-        text.iter().any(|l| l.contains("sqlite_autoindex_Jobs_1"))
-            && !text.iter().any(|l| l.contains("LIdx")),
-        "ack plan: {text:?}"
+        again.iter().all(|t| t.attempt() == 0),
+        "a graceful release is not an attempt"
     );
+
+    // "one" dies holding all three. Another worker's heartbeat gives them back.
+    let mut kill_count = 0;
+    let mut holder = "one".to_string();
+    while kill_count < faultline_app::queue::MAX_ATTEMPTS {
+        tokio::time::sleep(Duration::from_millis(450)).await; // > 200 ms x (1 + 1)
+        let next = format!("w{kill_count}");
+        let ctx = WorkerContext::new(&next);
+        let mut jobs = consumer(&pool, 10);
+        jobs.register(&ctx).await.expect("register");
+        kill_count += 1;
+        let fetched = jobs.fetch_next(&ctx).await.expect("fetch");
+        if kill_count < faultline_app::queue::MAX_ATTEMPTS {
+            assert_eq!(fetched.len(), 3, "jobs of {holder} came back");
+            assert!(
+                fetched.iter().all(|t| t.attempt() == kill_count),
+                "each lost worker counts as an attempt"
+            );
+        } else {
+            assert!(
+                fetched.is_empty(),
+                "after {kill_count} lost workers the jobs are dead"
+            );
+        }
+        holder = next;
+    }
+    let queue = Queue::start(Backend::Sqlite(pool.clone()));
+    let report = queue.report(10).await.expect("report");
+    assert_eq!(report.dead.len(), 3, "{report:?}");
+    assert!(
+        report.dead[0]
+            .2
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped without finishing"),
+        "{report:?}"
+    );
+}
+
+/// A queue written by an earlier version (apalis-sqlite's `Jobs` table) is adopted on
+/// open: unfinished jobs are queued, dead ones kept as dead, finished ones dropped.
+#[tokio::test]
+async fn jobs_of_the_earlier_queue_format_survive_an_upgrade() {
+    let dir = temp_dir("faultline-upgrade");
+    let path = dir.join("queue.db");
+    {
+        let pool =
+            sea_orm::sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+                .await
+                .expect("old queue");
+        // The columns of apalis-sqlite 1.0's table that matter here.
+        sea_orm::sqlx::query(
+            "CREATE TABLE Jobs (job BLOB NOT NULL, id TEXT NOT NULL UNIQUE, job_type TEXT NOT NULL, \
+             status TEXT NOT NULL DEFAULT 'Pending', attempts INTEGER NOT NULL DEFAULT 0, \
+             max_attempts INTEGER NOT NULL DEFAULT 25, run_at INTEGER, last_result TEXT, \
+             lock_at INTEGER, lock_by TEXT, done_at INTEGER, priority INTEGER NOT NULL DEFAULT 0)",
+        )
+        .execute(&pool)
+        .await
+        .expect("create");
+        for (i, status, attempts, result) in [
+            (1, "Pending", 0, None),
+            (2, "Running", 1, None),
+            (3, "Failed", 2, Some("db down")),
+            (4, "Failed", 5, Some("invalid event payload")),
+            (5, "Done", 1, None),
+        ] {
+            sea_orm::sqlx::query(
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, last_result) \
+                 VALUES (?1, ?2, 'faultline::events', ?3, ?4, 5, 1700000000, ?5)",
+            )
+            .bind(job(i))
+            .bind(format!("01J{i:023}"))
+            .bind(status)
+            .bind(attempts)
+            .bind(result)
+            .execute(&pool)
+            .await
+            .expect("insert");
+        }
+        pool.close().await;
+    }
+    let pool = open_sqlite(&path).await.expect("upgraded queue");
+    let mut jobs = consumer(&pool, 10);
+    let ctx = WorkerContext::new("after-upgrade");
+    jobs.register(&ctx).await.expect("register");
+    let fetched = jobs.fetch_next(&ctx).await.expect("fetch");
+    let payloads: Vec<String> = fetched
+        .iter()
+        .map(|t| String::from_utf8_lossy(&t.args).into_owned())
+        .collect();
+    assert_eq!(fetched.len(), 3, "{payloads:?}");
+    for i in 1..=3 {
+        assert!(
+            payloads.iter().any(|p| p.contains(&format!("{i:032x}"))),
+            "job {i} queued"
+        );
+    }
+    let queue = Queue::start(Backend::Sqlite(pool.clone()));
+    let report = queue.report(10).await.expect("report");
+    assert_eq!(report.dead.len(), 1);
+    assert_eq!(report.dead[0].2.as_deref(), Some("invalid event payload"));
+    let old: i64 =
+        sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'Jobs'")
+            .fetch_one(&pool)
+            .await
+            .expect("schema");
+    assert_eq!(old, 0, "the old table is gone");
+    // Opening again finds nothing more to adopt.
+    drop(open_sqlite(&path).await.expect("reopen"));
 }

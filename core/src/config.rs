@@ -42,6 +42,77 @@ pub struct Config {
     /// Where a `faultline worker` serves `/metrics` and `/healthz` (`FAULTLINE_METRICS_BIND`);
     /// web processes serve them on `FAULTLINE_BIND`.
     pub metrics_bind: Option<SocketAddr>,
+    /// Where uploaded files' bytes live (`FAULTLINE_ARTIFACT_DIR`, `FAULTLINE_ARTIFACT_S3_*`).
+    pub artifact_storage: ArtifactStorage,
+    /// Blob garbage collection: how old an unreferenced blob (or an object without a row)
+    /// must be to go (`FAULTLINE_ARTIFACT_GC_GRACE_SECS`, an hour: chunks wait between
+    /// upload and assembly), and how often the collector runs
+    /// (`FAULTLINE_ARTIFACT_GC_INTERVAL_SECS`, 10 minutes).
+    pub artifact_gc: ArtifactGc,
+}
+
+/// Timings of the blob collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactGc {
+    pub grace: std::time::Duration,
+    pub interval: std::time::Duration,
+}
+
+impl Default for ArtifactGc {
+    fn default() -> Self {
+        ArtifactGc {
+            grace: std::time::Duration::from_secs(60 * 60),
+            interval: std::time::Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// Where the bytes of uploaded files (source maps, bundles, chunks) are kept.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ArtifactStorage {
+    /// In the database's `blobs` table (the embedded default).
+    #[default]
+    Database,
+    /// Files in this directory (`FAULTLINE_ARTIFACT_DIR`).
+    Directory(PathBuf),
+    /// Objects in an S3-compatible bucket (`FAULTLINE_ARTIFACT_S3_BUCKET` and friends).
+    S3(S3Settings),
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, PartialEq)]
+pub struct S3Settings {
+    /// `FAULTLINE_ARTIFACT_S3_ENDPOINT`: `http(s)://HOST[:PORT]` of MinIO, Ceph, R2, ...;
+    /// `None` = AWS itself.
+    pub endpoint: Option<String>,
+    /// `FAULTLINE_ARTIFACT_S3_BUCKET`.
+    pub bucket: String,
+    /// `FAULTLINE_ARTIFACT_S3_REGION`, default `us-east-1`.
+    pub region: String,
+    /// `FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `FAULTLINE_ARTIFACT_S3_PATH_STYLE`: `https://host/bucket/key` instead of
+    /// `https://bucket.host/key`; default on when an endpoint is set (what self-hosted
+    /// servers expect), off for AWS.
+    pub path_style: bool,
+    /// `FAULTLINE_ARTIFACT_S3_PREFIX`: put before every object key (`faultline/`), default none.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for S3Settings {
+    // The secret stays out of logs and error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where and how Faultline sends its own traces (the standard `OTEL_*` variables).
@@ -320,6 +391,17 @@ impl Config {
         };
 
         let otel = otel_config(&src)?;
+        let artifact_storage = artifact_storage(&src)?;
+        let gc = ArtifactGc::default();
+        let artifact_gc = ArtifactGc {
+            grace: std::time::Duration::from_secs(
+                src.number("FAULTLINE_ARTIFACT_GC_GRACE_SECS", gc.grace.as_secs())?,
+            ),
+            interval: std::time::Duration::from_secs(
+                src.number::<u64>("FAULTLINE_ARTIFACT_GC_INTERVAL_SECS", gc.interval.as_secs())?
+                    .max(1),
+            ),
+        };
         let metrics_bind = match src.get("FAULTLINE_METRICS_BIND") {
             None => None,
             Some(text) => Some(
@@ -353,6 +435,8 @@ impl Config {
             otel,
             metrics_token: src.get("FAULTLINE_METRICS_TOKEN"),
             metrics_bind,
+            artifact_storage,
+            artifact_gc,
         })
     }
 
@@ -462,6 +546,116 @@ fn check_email_from(from: &str) -> Result<(), ConfigError> {
             name: "FAULTLINE_EMAIL_FROM",
             reason: format!("{from:?} is not an address like alerts@example.com"),
         })
+    }
+}
+
+/// `FAULTLINE_ARTIFACT_DIR` or the `FAULTLINE_ARTIFACT_S3_*` settings (not both); neither
+/// keeps uploads in the database.
+fn artifact_storage(src: &Source) -> Result<ArtifactStorage, ConfigError> {
+    const S3_NAMES: [&str; 7] = [
+        "FAULTLINE_ARTIFACT_S3_BUCKET",
+        "FAULTLINE_ARTIFACT_S3_ENDPOINT",
+        "FAULTLINE_ARTIFACT_S3_REGION",
+        "FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID",
+        "FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY",
+        "FAULTLINE_ARTIFACT_S3_PATH_STYLE",
+        "FAULTLINE_ARTIFACT_S3_PREFIX",
+    ];
+    let any_s3 = S3_NAMES.iter().find(|n| src.get(n).is_some());
+    let dir = src.get("FAULTLINE_ARTIFACT_DIR");
+    match (dir, any_s3) {
+        (Some(_), Some(s3)) => Err(ConfigError::Invalid {
+            name: "FAULTLINE_ARTIFACT_DIR",
+            reason: format!(
+                "is set together with {s3}: store uploads in a directory or in a bucket, not both"
+            ),
+        }),
+        (Some(dir), None) => Ok(ArtifactStorage::Directory(PathBuf::from(dir))),
+        (None, None) => Ok(ArtifactStorage::Database),
+        (None, Some(_)) => {
+            let required = |name: &'static str| {
+                src.get(name).ok_or_else(|| ConfigError::Invalid {
+                    name,
+                    reason: "is required when artifacts are stored in S3 \
+                             (FAULTLINE_ARTIFACT_S3_* settings are set)"
+                        .into(),
+                })
+            };
+            let bucket = required("FAULTLINE_ARTIFACT_S3_BUCKET")?;
+            // S3's own rules, loosely: what a path-style or virtual-host URL can carry.
+            if bucket.len() < 3
+                || bucket.len() > 63
+                || !bucket
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            {
+                return Err(ConfigError::Invalid {
+                    name: "FAULTLINE_ARTIFACT_S3_BUCKET",
+                    reason: format!(
+                        "{bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-', '.')"
+                    ),
+                });
+            }
+            let endpoint = match src.get("FAULTLINE_ARTIFACT_S3_ENDPOINT") {
+                None => None,
+                Some(raw) => {
+                    let name = "FAULTLINE_ARTIFACT_S3_ENDPOINT";
+                    let url = Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid {
+                        name,
+                        reason: format!("{raw:?}: {e} (expected http://HOST:9000)"),
+                    })?;
+                    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                        return Err(ConfigError::Invalid {
+                            name,
+                            reason: format!(
+                                "{raw:?} must be an http:// or https:// URL with a host"
+                            ),
+                        });
+                    }
+                    if url.path() != "/" || url.query().is_some() {
+                        return Err(ConfigError::Invalid {
+                            name,
+                            reason: format!(
+                                "{raw:?} must be the server's address only, without a path (the bucket is FAULTLINE_ARTIFACT_S3_BUCKET)"
+                            ),
+                        });
+                    }
+                    Some(url.as_str().trim_end_matches('/').to_string())
+                }
+            };
+            let path_style = match src.get("FAULTLINE_ARTIFACT_S3_PATH_STYLE") {
+                None => endpoint.is_some(),
+                Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: "FAULTLINE_ARTIFACT_S3_PATH_STYLE",
+                            reason: format!("{v:?} is neither true nor false"),
+                        });
+                    }
+                },
+            };
+            let mut prefix = src
+                .get("FAULTLINE_ARTIFACT_S3_PREFIX")
+                .unwrap_or_default()
+                .trim_matches('/')
+                .to_string();
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            Ok(ArtifactStorage::S3(S3Settings {
+                endpoint,
+                bucket,
+                region: src
+                    .get("FAULTLINE_ARTIFACT_S3_REGION")
+                    .unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: required("FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID")?,
+                secret_access_key: required("FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY")?,
+                path_style,
+                prefix,
+            }))
+        }
     }
 }
 
@@ -752,5 +946,89 @@ mod tests {
         .expect("valid");
         let err = c.prepare_data_dir().unwrap_err();
         assert!(err.to_string().contains("not writable"), "{err}");
+    }
+
+    #[test]
+    fn artifact_storage_is_chosen_and_checked() {
+        let c = Config::from_map(env(&[("FAULTLINE_CONFIG", "")])).unwrap();
+        assert_eq!(c.artifact_storage, ArtifactStorage::Database);
+        assert_eq!(c.artifact_gc, ArtifactGc::default());
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ARTIFACT_GC_GRACE_SECS", "5"),
+            ("FAULTLINE_ARTIFACT_GC_INTERVAL_SECS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.artifact_gc.grace.as_secs(), 5);
+        assert_eq!(c.artifact_gc.interval.as_secs(), 1, "at least a second");
+        assert!(
+            Config::from_map(env(&[
+                ("FAULTLINE_CONFIG", ""),
+                ("FAULTLINE_ARTIFACT_GC_GRACE_SECS", "soon")
+            ]))
+            .unwrap_err()
+            .to_string()
+            .contains("FAULTLINE_ARTIFACT_GC_GRACE_SECS")
+        );
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ARTIFACT_DIR", "/srv/artifacts"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.artifact_storage,
+            ArtifactStorage::Directory("/srv/artifacts".into())
+        );
+        let s3 = [
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ARTIFACT_S3_ENDPOINT", "http://127.0.0.1:9000/"),
+            ("FAULTLINE_ARTIFACT_S3_BUCKET", "maps"),
+            ("FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID", "key"),
+            ("FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY", "very-secret"),
+            ("FAULTLINE_ARTIFACT_S3_PREFIX", "/faultline/"),
+        ];
+        let c = Config::from_map(env(&s3)).unwrap();
+        let ArtifactStorage::S3(settings) = &c.artifact_storage else {
+            panic!("not S3: {:?}", c.artifact_storage);
+        };
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(settings.region, "us-east-1");
+        assert!(settings.path_style, "an endpoint defaults to path style");
+        assert_eq!(settings.prefix, "faultline/");
+        assert!(!format!("{:?}", c.artifact_storage).contains("very-secret"));
+
+        let bad = |pairs: &[(&str, &str)], name: &str| {
+            let mut all = s3.to_vec();
+            all.extend_from_slice(pairs);
+            let err = Config::from_map(env(&all)).unwrap_err().to_string();
+            assert!(err.contains(name), "{pairs:?}: {err}");
+        };
+        bad(
+            &[("FAULTLINE_ARTIFACT_DIR", "/x")],
+            "FAULTLINE_ARTIFACT_DIR",
+        );
+        bad(
+            &[("FAULTLINE_ARTIFACT_S3_ENDPOINT", "ftp://h")],
+            "FAULTLINE_ARTIFACT_S3_ENDPOINT",
+        );
+        bad(
+            &[("FAULTLINE_ARTIFACT_S3_ENDPOINT", "http://h:9000/maps")],
+            "FAULTLINE_ARTIFACT_S3_ENDPOINT",
+        );
+        bad(
+            &[("FAULTLINE_ARTIFACT_S3_BUCKET", "Bad_Bucket")],
+            "FAULTLINE_ARTIFACT_S3_BUCKET",
+        );
+        bad(
+            &[("FAULTLINE_ARTIFACT_S3_PATH_STYLE", "maybe")],
+            "FAULTLINE_ARTIFACT_S3_PATH_STYLE",
+        );
+        let err = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ARTIFACT_S3_BUCKET", "maps"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID"), "{err}");
     }
 }

@@ -32,7 +32,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null &
 "$BIN/ingest-load" --dsn "$DSN" --duration "$SECONDS_OF_LOAD" --connections "$CONNECTIONS"
 kill -TERM "$WEB"; wait "$WEB" || true; WEB=
 
-queued=$(sqlite3 "$DIR/queue.db" "SELECT COUNT(*) FROM Jobs WHERE status = 'Pending'")
+queued=$(sqlite3 "$DIR/queue.db" "SELECT COUNT(*) FROM queue_jobs")
 echo "backlog: $queued jobs in queue.db; starting the worker"
 start=$(date +%s.%N)
 "$BIN/faultline" worker >"$DIR/worker.log" 2>&1 &

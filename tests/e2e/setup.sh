@@ -43,6 +43,12 @@ if [ ! -f "$WORK/venv/.stamp-obs-v1" ]; then
   touch "$WORK/venv/.stamp-obs-v1"
 fi
 
+# Artifact storage in S3: moto's server is a real S3-compatible endpoint; boto3 lists it.
+if [ ! -f "$WORK/venv/.stamp-s3-v1" ]; then
+  "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'boto3==1.44.5'
+  touch "$WORK/venv/.stamp-s3-v1"
+fi
+
 # `docker compose config` validates docker-compose.yml; without the docker client and its
 # compose plugin, Debian's docker-compose (v1) does the same check without a daemon.
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 """Operations: Faultline's own traces reach an OTLP collector with one trace id from the
 ingest request through the job, `/metrics` counts what happened, logs are JSON lines on
 request, SIGTERM loses nothing acknowledged, `faultline backup` copies a live database,
-an older binary refuses a newer schema, and docker-compose.yml validates."""
+an older binary refuses a newer schema, and docker-compose.yml and its nginx site
+validate."""
 
 import http.server
 import json
@@ -543,7 +544,7 @@ def test_sigterm_of_a_busy_worker_releases_its_jobs_at_once():
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         with sqlite3.connect(srv.data_dir / "queue.db") as q:
-            locked = q.execute("SELECT COUNT(*) FROM Jobs WHERE status IN ('Queued', 'Running')").fetchone()[0]
+            locked = q.execute("SELECT COUNT(*) FROM queue_jobs WHERE lock_by IS NOT NULL").fetchone()[0]
         assert locked == 0, f"{locked} jobs stayed locked by the stopped worker"
         worker = subprocess.Popen([BIN, "worker"], env=srv.env, stdout=srv.log, stderr=srv.log)
         time.sleep(1.0)
@@ -597,7 +598,7 @@ def test_backup_of_a_live_server_opens_with_its_rows():
         assert copy.execute("SELECT COUNT(*) FROM issues").fetchone()[0] >= 1
         assert copy.execute("SELECT slug FROM projects").fetchone()[0] == "obs"
         queue_copy = sqlite3.connect(str(target) + ".queue.db")
-        queue_copy.execute("SELECT COUNT(*) FROM Jobs").fetchone()
+        queue_copy.execute("SELECT COUNT(*) FROM queue_jobs").fetchone()
         # The copy is a working Faultline database.
         restored = Server(tempfile.mkdtemp(prefix="faultline-restored-"),
                           {"DATABASE_URL": f"sqlite://{target}"})
@@ -635,17 +636,45 @@ def test_docker_compose_file_validates():
     if cmd is None:
         pytest.skip("neither `docker compose` (docker client with the compose plugin) nor "
                     "`docker-compose` is installed: the compose file cannot be validated here")
-    out = subprocess.run([*cmd, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    compose = [*cmd, "-f", str(ROOT / "docker-compose.yml"), "config"]
+    env = {k: v for k, v in os.environ.items() if k != "FAULTLINE_SECRET_KEY"}
+    # No default secret key: one everybody knows would let anyone forge sessions.
+    refused = subprocess.run(compose, capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
+    assert refused.returncode != 0 and "FAULTLINE_SECRET_KEY" in refused.stderr, refused.stderr
+    out = subprocess.run(compose, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**env, "FAULTLINE_SECRET_KEY": "0123abcd" * 8})
     assert out.returncode == 0, out.stderr
-    for service in ("postgres", "redis", "migrate", "web", "worker", "jaeger"):
+    for service in ("postgres", "redis", "migrate", "web", "worker", "lb", "jaeger"):
         assert f"\n  {service}:" in out.stdout, f"service {service} missing"
     # What the README promises of it.
+    assert "FAULTLINE_SECRET_KEY: 0123abcd" in out.stdout
     assert "OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4318" in out.stdout
     assert "FAULTLINE_METRICS_BIND: 0.0.0.0:9000" in out.stdout
     assert "COLLECTOR_OTLP_ENABLED" in out.stdout
     assert "condition: service_completed_successfully" in out.stdout
     assert "appendonly" in out.stdout
+    # The commands and probes are the binary's.
+    for command in ("migrate", "web", "worker"):
+        assert f"- {command}\n" in out.stdout, f"command {command} missing"
+    assert "http://127.0.0.1:8000/readyz" in out.stdout and "http://127.0.0.1:9000/healthz" in out.stdout
+    assert "deploy/nginx/faultline.conf:/etc/nginx/conf.d/default.conf" in out.stdout
+
+
+def test_nginx_example_is_a_valid_nginx_site(tmp_path):
+    """The load balancer of the compose file and the README (nginx -t, when nginx is here)."""
+    nginx = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
+    if not nginx:
+        pytest.skip("nginx is not installed: its configuration cannot be checked here")
+    site = (ROOT / "deploy" / "nginx" / "faultline.conf").read_text()
+    # `web` resolves only inside compose; the rest is checked as it is.
+    assert "server web:8000" in site
+    (tmp_path / "site.conf").write_text(site.replace("server web:8000", "server 127.0.0.1:8000"))
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+        f"http {{ include {tmp_path}/site.conf; }}\n")
+    out = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
 
 
 # --- upgrades --------------------------------------------------------------------------

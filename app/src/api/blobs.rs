@@ -1,13 +1,17 @@
-//! Content-addressed storage of uploaded bytes in the `blobs` table (key: lowercase hex
-//! SHA-1 of the content), and its garbage collection.
+//! Content-addressed storage of uploaded bytes (key: lowercase hex SHA-1 of the content),
+//! and its garbage collection. Every blob has a row in the `blobs` table; its bytes are in
+//! the row or, when a directory or bucket is configured, an object in that store
+//! (`faultline_worker::symbolicate::storage`, installed once at start).
 //!
 //! Chunks of a chunked upload and the files of an assembled bundle both live here; an
 //! artifact names its content by SHA-1. A blob that no artifact names is deleted once it is
 //! older than a grace period (chunks wait there between upload and assemble), or at once
-//! when the artifact that named it is deleted.
+//! when the artifact that named it is deleted. Objects in a directory or bucket go with
+//! their row in the collector; objects without a row (their row was deleted in a
+//! transaction, or a transaction that wrote one rolled back) are swept once they are older
+//! than the grace period.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
@@ -15,12 +19,11 @@ use sha1::Digest;
 
 use super::{execute, query_all};
 use faultline_core::entity::now_ms;
+use faultline_worker::symbolicate::storage::{self, ArtifactStore, StoreError};
 
-/// How long an unreferenced blob is kept: enough for sentry-cli to upload every chunk of a
-/// bundle and ask for its assembly.
-pub const GC_GRACE: Duration = Duration::from_secs(60 * 60);
-/// How often the collector runs in a web process.
-const GC_INTERVAL: Duration = Duration::from_secs(10 * 60);
+fn store_err(e: StoreError) -> DbErr {
+    DbErr::Custom(e.to_string())
+}
 
 /// Lowercase hex SHA-1 of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
@@ -34,8 +37,16 @@ pub fn is_sha1(s: &str) -> bool {
 
 /// Stores `data` under its SHA-1 (given, already checked by the caller). Storing the same
 /// content again only renews its upload time, so a re-uploaded chunk gets a fresh grace
-/// period.
+/// period. With a directory or bucket the object is written first and the row (without
+/// bytes) after, so a row never names an object that was not written.
 pub async fn put(db: &impl ConnectionTrait, sha1: &str, data: &[u8]) -> Result<(), DbErr> {
+    let store = storage::current();
+    let in_row: &[u8] = if store.in_database() || data.is_empty() {
+        data
+    } else {
+        store.put(sha1, data).await.map_err(store_err)?;
+        &[]
+    };
     execute(
         db,
         "INSERT INTO blobs (sha1, size, data, created_at) VALUES (?, ?, ?, ?) \
@@ -43,7 +54,7 @@ pub async fn put(db: &impl ConnectionTrait, sha1: &str, data: &[u8]) -> Result<(
         vec![
             sha1.to_string().into(),
             (data.len() as i64).into(),
-            data.to_vec().into(),
+            in_row.to_vec().into(),
             now_ms().into(),
         ],
     )
@@ -72,30 +83,96 @@ pub async fn present(
     Ok(out)
 }
 
-/// The content of a blob.
+/// The content of a blob: `None` when it has no row, or its object is missing.
 pub async fn get(db: &impl ConnectionTrait, sha1: &str) -> Result<Option<Vec<u8>>, DbErr> {
     let row = super::query_one(
         db,
-        "SELECT data FROM blobs WHERE sha1 = ?",
+        "SELECT size, data FROM blobs WHERE sha1 = ?",
         vec![sha1.to_string().into()],
     )
     .await?;
-    row.map(|r| r.try_get("", "data")).transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let size: i64 = row.try_get("", "size")?;
+    let data: Vec<u8> = row.try_get("", "data")?;
+    if !data.is_empty() || size == 0 {
+        return Ok(Some(data));
+    }
+    match storage::current().get(sha1).await {
+        Ok(data) => Ok(Some(data)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(store_err(e)),
+    }
 }
 
-/// Deletes blobs no artifact names that were stored before `older_than_ms`; returns how
-/// many went.
+/// Deletes blobs no artifact names that were stored before `older_than_ms`, and objects of
+/// the configured directory or bucket that have no row and were written before then;
+/// returns how many blobs went.
 pub async fn collect_garbage(db: &impl ConnectionTrait, older_than_ms: i64) -> Result<u64, DbErr> {
-    execute(
+    collect_garbage_in(db, storage::current().as_ref(), older_than_ms).await
+}
+
+/// [`collect_garbage`] with an explicit store.
+pub async fn collect_garbage_in(
+    db: &impl ConnectionTrait,
+    store: &dyn ArtifactStore,
+    older_than_ms: i64,
+) -> Result<u64, DbErr> {
+    if store.in_database() {
+        return execute(
+            db,
+            "DELETE FROM blobs WHERE created_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.sha1 = blobs.sha1)",
+            vec![older_than_ms.into()],
+        )
+        .await;
+    }
+    // Rows first, each deleted only if still unreferenced and old (an upload of the same
+    // content in between renews it), then the object of each row that went.
+    let candidates = query_all(
         db,
-        "DELETE FROM blobs WHERE created_at < ? \
+        "SELECT sha1 FROM blobs WHERE created_at < ? \
          AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.sha1 = blobs.sha1)",
         vec![older_than_ms.into()],
     )
-    .await
+    .await?;
+    let mut deleted = 0;
+    for row in candidates {
+        let sha1: String = row.try_get("", "sha1")?;
+        let n = execute(
+            db,
+            "DELETE FROM blobs WHERE sha1 = ? AND created_at < ? \
+             AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.sha1 = blobs.sha1)",
+            vec![sha1.clone().into(), older_than_ms.into()],
+        )
+        .await?;
+        if n > 0 {
+            store.delete(&sha1).await.map_err(store_err)?;
+            deleted += n;
+        }
+    }
+    // Objects without a row: left by deleted artifacts (their rows go inside the
+    // deleting transaction, the object cannot) or by uploads whose transaction failed.
+    let old: Vec<String> = store
+        .list()
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .filter(|o| o.modified_ms < older_than_ms)
+        .map(|o| o.sha1)
+        .collect();
+    let known = present(db, &old).await?;
+    for sha1 in old.iter().filter(|s| !known.contains(*s)) {
+        store.delete(sha1).await.map_err(store_err)?;
+        deleted += 1;
+    }
+    Ok(deleted)
 }
 
-/// Deletes these blobs now if no artifact names them any more (after deleting artifacts).
+/// Deletes these blobs' rows now if no artifact names them any more (after deleting
+/// artifacts, in the same transaction). Objects in a directory or bucket stay until the
+/// collector's sweep: the transaction may still roll back.
 pub async fn release_unreferenced(
     db: &impl ConnectionTrait,
     sha1s: &[String],
@@ -114,12 +191,12 @@ pub async fn release_unreferenced(
 }
 
 /// Runs the collector every few minutes for as long as the process lives.
-pub fn spawn_collector(db: DatabaseConnection) {
+pub fn spawn_collector(db: DatabaseConnection, gc: faultline_core::config::ArtifactGc) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(GC_INTERVAL);
+        let mut tick = tokio::time::interval(gc.interval);
         loop {
             tick.tick().await;
-            let cutoff = now_ms() - GC_GRACE.as_millis() as i64;
+            let cutoff = now_ms() - gc.grace.as_millis() as i64;
             match collect_garbage(&db, cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "unreferenced blobs collected"),

@@ -2,10 +2,10 @@
 //! issue (get, status change, delete), bulk status changes as `sentry-cli issues
 //! resolve|mute|unresolve` send them, and the grouping hashes merged into an issue.
 //!
-//! The pure parts are reusable by the pages: [`parse_search`] turns Sentry's search syntax
-//! into an [`IssueSearch`], [`IssueSearch::sql`] into an indexed SQL condition on `issues
-//! i`, [`StatusChange::parse`] and [`apply_status`] change statuses the way the worker
-//! expects them (`worker::store::StatusDetails`), [`short_id`] spells `WEB-1A`.
+//! Searches use the pages' grammar and SQL (`web::search`: Sentry's syntax). The pure parts
+//! here are reusable by the pages: [`StatusChange::parse`] and [`apply_status`] change
+//! statuses the way the worker expects them (`worker::store::StatusDetails`), [`short_id`]
+//! spells `WEB-1A`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use faultline_worker::store::{StatusDetails, status};
@@ -16,6 +16,7 @@ use serde_json::{Value as Json, json};
 use super::auth::{Org, Scope};
 use super::pagination::{self, Cursor};
 use super::{ApiAuth, ApiError, ApiResult, events, execute, iso, query_all, query_one};
+use crate::web::search::{self, Search, StatusFilter};
 use faultline_core::entity::now_ms;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,247 +43,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ])
         .route(web::get().to(hashes)),
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// Search (pure).
-
-/// A parsed issue search: every part must hold (AND).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IssueSearch {
-    /// Stored statuses allowed (`is:`), empty = any.
-    pub statuses: Vec<&'static str>,
-    /// Stored statuses refused (`!is:`).
-    pub not_statuses: Vec<&'static str>,
-    pub levels: Vec<String>,
-    pub not_levels: Vec<String>,
-    /// `key:value` over the issue's tag values (release, environment, user, any tag);
-    /// several values of one term mean any of them.
-    pub tags: Vec<TagTerm>,
-    /// `has:key`
-    pub has: Vec<String>,
-    pub first_release: Vec<String>,
-    /// Words or quoted phrases that must appear in the title or culprit.
-    pub text: Vec<String>,
-}
-
-/// One `key:value` (or `key:[a,b]`) term over tag values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagTerm {
-    pub key: String,
-    pub values: Vec<String>,
-    pub negated: bool,
-}
-
-/// Splits a query into terms: whitespace separates, double quotes group.
-fn tokenize(q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut bracket = false;
-    for c in q.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '[' if !quoted => {
-                bracket = true;
-                cur.push(c);
-            }
-            ']' if !quoted => {
-                bracket = false;
-                cur.push(c);
-            }
-            c if c.is_whitespace() && !quoted && !bracket => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-/// `[a, b]` or `a` as a list of values.
-fn values_of(v: &str) -> Vec<String> {
-    let v = v.trim();
-    if let Some(inner) = v.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-        inner
-            .split(',')
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    } else {
-        vec![v.to_string()]
-    }
-}
-
-fn statuses_of(v: &str) -> Result<Vec<&'static str>, String> {
-    Ok(match v {
-        "unresolved" => vec![status::UNRESOLVED],
-        "resolved" => vec![status::RESOLVED, status::RESOLVED_IN_NEXT_RELEASE],
-        "ignored" | "muted" | "archived" => vec![status::IGNORED],
-        other => {
-            return Err(format!(
-                "unknown `is:{other}`; use is:unresolved, is:resolved or is:ignored"
-            ));
-        }
-    })
-}
-
-/// Parses Sentry's issue search syntax: `is:`, `level:`, `release:`, `environment:`,
-/// `user:`, `firstRelease:`, `has:`, any `tag:value`, `!` negation, `[a,b]` lists, and
-/// free text (quoted phrases kept whole).
-pub fn parse_search(q: &str) -> Result<IssueSearch, String> {
-    let mut s = IssueSearch::default();
-    for token in tokenize(q) {
-        let (negated, term) = match token.strip_prefix('!') {
-            Some(t) => (true, t),
-            None => (false, token.as_str()),
-        };
-        let Some((key, value)) = term.split_once(':').filter(|(k, v)| {
-            !k.is_empty()
-                && !v.is_empty()
-                && !v.starts_with("//")
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        }) else {
-            s.text.push(token.clone());
-            continue;
-        };
-        let values = values_of(value);
-        if values.is_empty() {
-            return Err(format!("`{token}` has no value"));
-        }
-        match key {
-            "is" => {
-                for v in &values {
-                    let list = statuses_of(v)?;
-                    if negated {
-                        s.not_statuses.extend(list);
-                    } else {
-                        s.statuses.extend(list);
-                    }
-                }
-            }
-            "level" => {
-                if negated {
-                    s.not_levels.extend(values);
-                } else {
-                    s.levels.extend(values);
-                }
-            }
-            "has" if !negated => s.has.extend(values),
-            "firstRelease" | "first_release" | "first-release" if !negated => {
-                s.first_release.extend(values)
-            }
-            // The `user` tag's value is `id:…`, `username:…`, `email:…` or `ip:…`.
-            "user.id" | "user.email" | "user.username" | "user.ip" => {
-                let prefix = &key[5..];
-                s.tags.push(TagTerm {
-                    key: "user".into(),
-                    values: values.iter().map(|v| format!("{prefix}:{v}")).collect(),
-                    negated,
-                });
-            }
-            "user" => s.tags.push(TagTerm {
-                key: "user".into(),
-                values: values
-                    .iter()
-                    .flat_map(|v| {
-                        let mut all = vec![v.clone()];
-                        if !["id:", "username:", "email:", "ip:"]
-                            .iter()
-                            .any(|p| v.starts_with(p))
-                        {
-                            all.extend(
-                                ["id", "username", "email", "ip"]
-                                    .iter()
-                                    .map(|p| format!("{p}:{v}")),
-                            );
-                        }
-                        all
-                    })
-                    .collect(),
-                negated,
-            }),
-            _ => s.tags.push(TagTerm {
-                key: key.to_string(),
-                values,
-                negated,
-            }),
-        }
-    }
-    Ok(s)
-}
-
-impl IssueSearch {
-    /// The SQL condition (to AND into a `WHERE` on `issues i`) and its values. Tag terms
-    /// use the `issue_tag_values (key, value, issue_id)` index.
-    pub fn sql(&self) -> (String, Vec<Value>) {
-        let mut parts: Vec<String> = Vec::new();
-        let mut values: Vec<Value> = Vec::new();
-        let list = |n: usize| vec!["?"; n].join(", ");
-        if !self.statuses.is_empty() {
-            parts.push(format!("i.status IN ({})", list(self.statuses.len())));
-            values.extend(self.statuses.iter().map(|s| Value::from(s.to_string())));
-        }
-        if !self.not_statuses.is_empty() {
-            parts.push(format!(
-                "i.status NOT IN ({})",
-                list(self.not_statuses.len())
-            ));
-            values.extend(self.not_statuses.iter().map(|s| Value::from(s.to_string())));
-        }
-        if !self.levels.is_empty() {
-            parts.push(format!("i.level IN ({})", list(self.levels.len())));
-            values.extend(self.levels.iter().map(|s| Value::from(s.clone())));
-        }
-        if !self.not_levels.is_empty() {
-            parts.push(format!("i.level NOT IN ({})", list(self.not_levels.len())));
-            values.extend(self.not_levels.iter().map(|s| Value::from(s.clone())));
-        }
-        if !self.first_release.is_empty() {
-            parts.push(format!(
-                "i.first_release IN ({})",
-                list(self.first_release.len())
-            ));
-            values.extend(self.first_release.iter().map(|s| Value::from(s.clone())));
-        }
-        for t in &self.tags {
-            parts.push(format!(
-                "{}EXISTS (SELECT 1 FROM issue_tag_values t WHERE t.issue_id = i.id AND t.key = ? AND t.value IN ({}))",
-                if t.negated { "NOT " } else { "" },
-                list(t.values.len())
-            ));
-            values.push(t.key.clone().into());
-            values.extend(t.values.iter().map(|s| Value::from(s.clone())));
-        }
-        for key in &self.has {
-            parts.push(
-                "EXISTS (SELECT 1 FROM issue_tag_values t WHERE t.issue_id = i.id AND t.key = ?)"
-                    .into(),
-            );
-            values.push(key.clone().into());
-        }
-        for word in &self.text {
-            let pattern = format!(
-                "%{}%",
-                word.to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
-            parts.push(
-                "(LOWER(i.title) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(i.culprit, '')) LIKE ? ESCAPE '\\')".into(),
-            );
-            values.push(pattern.clone().into());
-            values.push(pattern.into());
-        }
-        (parts.join(" AND "), values)
-    }
 }
 
 /// How a list is sorted: Sentry's `sort` values and the column each uses.
@@ -782,17 +542,25 @@ async fn list_scope(
     Ok(params.projects.clone())
 }
 
-/// The search of a list request: Sentry lists only unresolved issues unless `query` says
-/// otherwise (an empty `query=` means no filter).
-fn search_of(params: &ListParams) -> ApiResult<IssueSearch> {
-    let mut search = parse_search(params.query.as_deref().unwrap_or("is:unresolved"))
-        .map_err(ApiError::bad_request)?;
-    if let Some(s) = &params.status {
-        search
-            .statuses
-            .extend(statuses_of(s).map_err(ApiError::bad_request)?);
+/// The search of a list request and the status it lists when the query has no `is:`:
+/// Sentry lists only unresolved issues unless `query` says otherwise (an empty `query=`
+/// means every status). `?status=` applies when the query names none.
+fn search_of(
+    params: &ListParams,
+    default_status: StatusFilter,
+) -> ApiResult<(Search, StatusFilter)> {
+    let (search, default_status) = match params.query.as_deref() {
+        Some(q) => (search::parse(q), StatusFilter::All),
+        None => (Ok(Search::default()), default_status),
+    };
+    let mut search = search.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(s) = &params.status
+        && search.status.is_none()
+    {
+        search.status =
+            Some(search::status_filter(s).map_err(|e| ApiError::bad_request(e.to_string()))?);
     }
-    Ok(search)
+    Ok((search, default_status))
 }
 
 async fn list(
@@ -805,10 +573,10 @@ async fn list(
     let org = auth.organization(org_slug).await?;
     let params = list_params(req)?;
     let projects = list_scope(auth, &org, project, &params).await?;
-    let search = search_of(&params)?;
+    let (search, default_status) = search_of(&params, StatusFilter::Unresolved)?;
     let key = sort_column(params.sort.as_deref())?;
     let page = pagination::page_query(params.cursor, key, "i.id", params.limit);
-    let (cond, mut values) = search.sql();
+    let (cond, mut values) = search.condition(default_status);
     let mut sql = format!(
         "SELECT {ISSUE_COLUMNS}, {key} AS sort_key FROM issues i JOIN projects p ON p.id = i.project_id WHERE i.project_id IN ({})",
         if projects.is_empty() {
@@ -900,14 +668,8 @@ async fn bulk_update(
         values.extend(params.ids.iter().map(|i| Value::from(*i)));
     } else {
         // Without ids every issue matching the filter changes; no `query` = all of them.
-        let mut search =
-            parse_search(params.query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-        if let Some(s) = &params.status {
-            search
-                .statuses
-                .extend(statuses_of(s).map_err(ApiError::bad_request)?);
-        }
-        let (cond, v) = search.sql();
+        let (search, default_status) = search_of(&params, StatusFilter::All)?;
+        let (cond, v) = search.condition(default_status);
         if !cond.is_empty() {
             sql.push_str(" AND ");
             sql.push_str(&cond);
@@ -958,41 +720,6 @@ async fn bulk_update_org(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn search_terms_parse() {
-        let s = parse_search(r#"is:unresolved level:[error,fatal] !environment:staging release:1.0 "Type Error" culprit has:user"#)
-            .expect("parses");
-        assert_eq!(s.statuses, vec!["unresolved"]);
-        assert_eq!(s.levels, vec!["error", "fatal"]);
-        assert_eq!(s.tags.len(), 2);
-        assert_eq!(
-            s.tags[0],
-            TagTerm {
-                key: "environment".into(),
-                values: vec!["staging".into()],
-                negated: true
-            }
-        );
-        assert_eq!(s.tags[1].values, vec!["1.0"]);
-        assert_eq!(s.text, vec!["Type Error", "culprit"]);
-        assert_eq!(s.has, vec!["user"]);
-        assert_eq!(
-            parse_search("is:resolved").expect("ok").statuses,
-            vec!["resolved", "resolved_in_next_release"]
-        );
-        assert_eq!(
-            parse_search("is:muted").expect("ok").statuses,
-            vec!["ignored"]
-        );
-        assert!(parse_search("is:sideways").is_err());
-        // A colon inside free text is text, not a term.
-        assert_eq!(parse_search("http://x").expect("ok").text.len(), 1);
-        assert_eq!(parse_search("").expect("ok"), IssueSearch::default());
-        let (sql, values) = parse_search("level:error 50%_off").expect("ok").sql();
-        assert!(sql.contains("i.level IN (?)") && sql.contains("LIKE"));
-        assert_eq!(values.len(), 3);
-    }
 
     #[test]
     fn short_ids_as_sentry_spells_them() {

@@ -26,16 +26,24 @@ use super::{ApiAuth, ApiError, ApiResult, artifacts, chunks, execute, iso, query
 use faultline_core::entity::now_ms;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // One handler serves the organization and the project route of each resource
+    // (`ReleasePath` reads the project when the route has one).
     cfg.service(
-        web::resource("/organizations/{org}/releases")
-            .route(web::get().to(list_org))
-            .route(web::post().to(create_org)),
+        web::resource([
+            "/organizations/{org}/releases",
+            "/projects/{org}/{project}/releases",
+        ])
+        .route(web::get().to(list))
+        .route(web::post().to(create)),
     )
     .service(
-        web::resource("/organizations/{org}/releases/{version}")
-            .route(web::get().to(get_org))
-            .route(web::put().to(update_org))
-            .route(web::delete().to(delete_org)),
+        web::resource([
+            "/organizations/{org}/releases/{version}",
+            "/projects/{org}/{project}/releases/{version}",
+        ])
+        .route(web::get().to(get_release))
+        .route(web::put().to(update_release))
+        .route(web::delete().to(delete_release)),
     )
     .service(
         web::resource("/organizations/{org}/releases/{version}/deploys")
@@ -43,30 +51,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_deploy)),
     )
     .service(
-        web::resource("/organizations/{org}/releases/{version}/files")
-            .route(web::get().to(list_files_org))
-            .route(web::post().to(upload_file_org)),
+        web::resource([
+            "/organizations/{org}/releases/{version}/files",
+            "/projects/{org}/{project}/releases/{version}/files",
+        ])
+        .route(web::get().to(list_files))
+        .route(web::post().to(upload_file)),
     )
     .service(
-        web::resource("/organizations/{org}/releases/{version}/files/{id}")
-            .route(web::get().to(get_file_org))
-            .route(web::delete().to(delete_file_org)),
-    )
-    .service(
-        web::resource("/projects/{org}/{project}/releases")
-            .route(web::get().to(list_project))
-            .route(web::post().to(create_project)),
-    )
-    .service(
-        web::resource("/projects/{org}/{project}/releases/{version}")
-            .route(web::get().to(get_project))
-            .route(web::put().to(update_project))
-            .route(web::delete().to(delete_project)),
-    )
-    .service(
-        web::resource("/projects/{org}/{project}/releases/{version}/files")
-            .route(web::get().to(list_files_project))
-            .route(web::post().to(upload_file_project)),
+        web::resource([
+            "/organizations/{org}/releases/{version}/files/{id}",
+            "/projects/{org}/{project}/releases/{version}/files/{id}",
+        ])
+        .route(web::get().to(get_file))
+        .route(web::delete().to(delete_file)),
     )
     .service(
         web::resource([
@@ -74,12 +72,53 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/organizations/{org}/files/source-maps",
         ])
         .route(web::delete().to(delete_release_source_maps)),
-    )
-    .service(
-        web::resource("/projects/{org}/{project}/releases/{version}/files/{id}")
-            .route(web::get().to(get_file_project))
-            .route(web::delete().to(delete_file_project)),
     );
+}
+
+/// The path of a release request: the organization, the project on `/projects/{org}/
+/// {project}/...` routes, the release version and the file id where the route has them.
+struct ReleasePath {
+    org: String,
+    project: Option<String>,
+    version: String,
+    file: String,
+}
+
+impl actix_web::FromRequest for ReleasePath {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let m = req.match_info();
+        let part = |name: &str| m.get(name).unwrap_or_default().to_string();
+        std::future::ready(Ok(ReleasePath {
+            org: part("org"),
+            project: m.get("project").map(str::to_string),
+            version: part("version"),
+            file: part("id"),
+        }))
+    }
+}
+
+impl ReleasePath {
+    /// Checks the scope, then finds the organization and, on a project route, the project
+    /// (a project of another organization is 404).
+    async fn scope(&self, auth: &ApiAuth, scope: Scope) -> ApiResult<(Org, Option<i64>)> {
+        auth.require(scope)?;
+        let org = auth.organization(&self.org).await?;
+        let project = match &self.project {
+            Some(slug) => Some(project_by_slug(auth.db(), &org, slug).await?.0),
+            None => None,
+        };
+        Ok((org, project))
+    }
+
+    /// [`Self::scope`], then the release named by the path (404 when missing).
+    async fn release(&self, auth: &ApiAuth, scope: Scope) -> ApiResult<(Org, Release)> {
+        let (org, _) = self.scope(auth, scope).await?;
+        let release = find_or_404(auth.db(), &org, &self.version).await?;
+        Ok((org, release))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -365,12 +404,12 @@ struct ListQuery {
 }
 
 async fn list(
-    auth: &ApiAuth,
-    req: &HttpRequest,
-    org: &Org,
-    project_id: Option<i64>,
-    q: &ListQuery,
+    auth: ApiAuth,
+    path: ReleasePath,
+    q: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
+    let (org, project_id) = path.scope(&auth, Scope::ProjectRead).await?;
     let db = auth.db();
     let cursor = Cursor::parse(q.cursor.as_deref().unwrap_or(""))?;
     let limit = pagination::per_page(q.per_page.as_deref())?;
@@ -411,32 +450,8 @@ async fn list(
         out.push(release_json(db, r).await?);
     }
     Ok(HttpResponse::Ok()
-        .insert_header(("Link", pagination::link_header(req, &page)))
+        .insert_header(("Link", pagination::link_header(&req, &page)))
         .json(out))
-}
-
-async fn list_org(
-    auth: ApiAuth,
-    path: web::Path<String>,
-    q: web::Query<ListQuery>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectRead)?;
-    let org = auth.organization(&path).await?;
-    list(&auth, &req, &org, None, &q).await
-}
-
-async fn list_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String)>,
-    q: web::Query<ListQuery>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectRead)?;
-    let (org, project) = path.into_inner();
-    let org = auth.organization(&org).await?;
-    let (project_id, _) = project_by_slug(auth.db(), &org, &project).await?;
-    list(&auth, &req, &org, Some(project_id), &q).await
 }
 
 /// The body of create and update (`NewRelease`, `UpdatedRelease`).
@@ -459,12 +474,15 @@ struct ReleaseBody {
     status: Option<String>,
 }
 
+/// Creates a release (208 when it exists); on a project route it belongs to that project.
 async fn create(
-    auth: &ApiAuth,
-    org: &Org,
-    body: ReleaseBody,
-    implicit_project: Option<i64>,
+    auth: ApiAuth,
+    path: ReleasePath,
+    body: web::Json<ReleaseBody>,
 ) -> ApiResult<HttpResponse> {
+    let (org, implicit_project) = path.scope(&auth, Scope::ProjectReleases).await?;
+    let org = &org;
+    let body = body.into_inner();
     let db = auth.db();
     let version = body
         .version
@@ -537,110 +555,31 @@ async fn apply_update(db: &impl ConnectionTrait, id: i64, body: &ReleaseBody) ->
     Ok(())
 }
 
-async fn create_org(
-    auth: ApiAuth,
-    path: web::Path<String>,
-    body: web::Json<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectReleases)?;
-    let org = auth.organization(&path).await?;
-    create(&auth, &org, body.into_inner(), None).await
-}
-
-async fn create_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String)>,
-    body: web::Json<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectReleases)?;
-    let (org, project) = path.into_inner();
-    let org = auth.organization(&org).await?;
-    let (project_id, _) = project_by_slug(auth.db(), &org, &project).await?;
-    create(&auth, &org, body.into_inner(), Some(project_id)).await
-}
-
-async fn get_release(
-    auth: &ApiAuth,
-    org: &str,
-    version: &str,
-    project: Option<&str>,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectRead)?;
-    let org = auth.organization(org).await?;
-    if let Some(p) = project {
-        project_by_slug(auth.db(), &org, p).await?;
-    }
-    let release = find_or_404(auth.db(), &org, version).await?;
+async fn get_release(auth: ApiAuth, path: ReleasePath) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectRead).await?;
     Ok(HttpResponse::Ok().json(release_json(auth.db(), &release).await?))
 }
 
-async fn get_org(auth: ApiAuth, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
-    let (org, version) = path.into_inner();
-    get_release(&auth, &org, &version, None).await
-}
-
-async fn get_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version) = path.into_inner();
-    get_release(&auth, &org, &version, Some(&project)).await
-}
-
 async fn update_release(
-    auth: &ApiAuth,
-    org: &str,
-    version: &str,
-    project: Option<&str>,
-    body: ReleaseBody,
+    auth: ApiAuth,
+    path: ReleasePath,
+    body: web::Json<ReleaseBody>,
 ) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectReleases)?;
-    let org = auth.organization(org).await?;
-    if let Some(p) = project {
-        project_by_slug(auth.db(), &org, p).await?;
-    }
-    let release = find_or_404(auth.db(), &org, version).await?;
+    let (org, release) = path.release(&auth, Scope::ProjectReleases).await?;
+    let body = body.into_inner();
     let projects = project_ids(auth.db(), &org, body.projects.as_deref().unwrap_or(&[])).await?;
     let txn = super::begin_write(auth.db()).await?;
     apply_update(&txn, release.id, &body).await?;
     ensure(&txn, org.id, &release.version, &projects).await?;
     txn.commit().await?;
-    let release = find_or_404(auth.db(), &org, version).await?;
+    let release = find_or_404(auth.db(), &org, &path.version).await?;
     Ok(HttpResponse::Ok().json(release_json(auth.db(), &release).await?))
-}
-
-async fn update_org(
-    auth: ApiAuth,
-    path: web::Path<(String, String)>,
-    body: web::Json<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    let (org, version) = path.into_inner();
-    update_release(&auth, &org, &version, None, body.into_inner()).await
-}
-
-async fn update_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-    body: web::Json<ReleaseBody>,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version) = path.into_inner();
-    update_release(&auth, &org, &version, Some(&project), body.into_inner()).await
 }
 
 /// Deletes a release with its deploys and files. Events keep their version string; a new
 /// event naming it creates the release again.
-async fn delete_release(
-    auth: &ApiAuth,
-    org: &str,
-    version: &str,
-    project: Option<&str>,
-) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectReleases)?;
-    let org = auth.organization(org).await?;
-    if let Some(p) = project {
-        project_by_slug(auth.db(), &org, p).await?;
-    }
-    let release = find_or_404(auth.db(), &org, version).await?;
+async fn delete_release(auth: ApiAuth, path: ReleasePath) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectReleases).await?;
     let txn = super::begin_write(auth.db()).await?;
     artifacts::delete_where(&txn, "release_id = ?", vec![release.id.into()]).await?;
     execute(
@@ -665,19 +604,6 @@ async fn delete_release(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn delete_org(auth: ApiAuth, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
-    let (org, version) = path.into_inner();
-    delete_release(&auth, &org, &version, None).await
-}
-
-async fn delete_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version) = path.into_inner();
-    delete_release(&auth, &org, &version, Some(&project)).await
-}
-
 // ---------------------------------------------------------------------------------------
 // Deploys.
 
@@ -699,13 +625,10 @@ struct DeployBody {
 
 async fn create_deploy(
     auth: ApiAuth,
-    path: web::Path<(String, String)>,
+    path: ReleasePath,
     body: web::Json<DeployBody>,
 ) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectReleases)?;
-    let (org, version) = path.into_inner();
-    let org = auth.organization(&org).await?;
-    let release = find_or_404(auth.db(), &org, &version).await?;
+    let (org, release) = path.release(&auth, Scope::ProjectReleases).await?;
     let body = body.into_inner();
     let environment = body
         .environment
@@ -743,11 +666,8 @@ async fn create_deploy(
     Ok(HttpResponse::Created().json(deploy_json(&row)?))
 }
 
-async fn list_deploys(auth: ApiAuth, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
-    auth.require(Scope::ProjectRead)?;
-    let (org, version) = path.into_inner();
-    let org = auth.organization(&org).await?;
-    let release = find_or_404(auth.db(), &org, &version).await?;
+async fn list_deploys(auth: ApiAuth, path: ReleasePath) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectRead).await?;
     let rows = query_all(
         auth.db(),
         "SELECT id, environment, name, url, date_started, date_finished FROM deploys \
@@ -778,22 +698,6 @@ fn file_json(row: &sea_orm::QueryResult) -> ApiResult<Json> {
 
 const FILE_COLUMNS: &str = "id, name, dist, headers, size, sha1, created_at";
 
-async fn release_for_files(
-    auth: &ApiAuth,
-    org: &str,
-    project: Option<&str>,
-    version: &str,
-    scope: Scope,
-) -> ApiResult<(Org, Release)> {
-    auth.require(scope)?;
-    let org = auth.organization(org).await?;
-    if let Some(p) = project {
-        project_by_slug(auth.db(), &org, p).await?;
-    }
-    let release = find_or_404(auth.db(), &org, version).await?;
-    Ok((org, release))
-}
-
 #[derive(Debug)]
 struct FilesQuery {
     cursor: Option<Cursor>,
@@ -818,15 +722,9 @@ fn files_query(req: &HttpRequest) -> ApiResult<FilesQuery> {
     Ok(q)
 }
 
-async fn list_files(
-    auth: &ApiAuth,
-    req: &HttpRequest,
-    org: &str,
-    project: Option<&str>,
-    version: &str,
-) -> ApiResult<HttpResponse> {
-    let (_, release) = release_for_files(auth, org, project, version, Scope::ProjectRead).await?;
-    let q = files_query(req)?;
+async fn list_files(auth: ApiAuth, path: ReleasePath, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectRead).await?;
+    let q = files_query(&req)?;
     let limit = 100;
     let page = pagination::page_query(q.cursor, "id", "id", limit);
     let mut sql = format!("SELECT {FILE_COLUMNS} FROM artifacts WHERE release_id = ?");
@@ -855,40 +753,19 @@ async fn list_files(
     }
     let page = pagination::finish_page(items, q.cursor, limit);
     Ok(HttpResponse::Ok()
-        .insert_header(("Link", pagination::link_header(req, &page)))
+        .insert_header(("Link", pagination::link_header(&req, &page)))
         .json(&page.items))
-}
-
-async fn list_files_org(
-    auth: ApiAuth,
-    path: web::Path<(String, String)>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    let (org, version) = path.into_inner();
-    list_files(&auth, &req, &org, None, &version).await
-}
-
-async fn list_files_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version) = path.into_inner();
-    list_files(&auth, &req, &org, Some(&project), &version).await
 }
 
 /// One uploaded release file: `file` (content), `name` (its URL), `dist`, and repeated
 /// `header` fields of `Key:Value`.
 async fn upload_file(
-    auth: &ApiAuth,
-    req: &HttpRequest,
+    auth: ApiAuth,
+    path: ReleasePath,
+    req: HttpRequest,
     payload: web::Payload,
-    org: &str,
-    project: Option<&str>,
-    version: &str,
 ) -> ApiResult<HttpResponse> {
-    let (org, release) =
-        release_for_files(auth, org, project, version, Scope::ProjectReleases).await?;
+    let (org, release) = path.release(&auth, Scope::ProjectReleases).await?;
     let is_multipart = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -1005,26 +882,6 @@ async fn upload_file(
     Ok(HttpResponse::Created().json(file_json(&row)?))
 }
 
-async fn upload_file_org(
-    auth: ApiAuth,
-    path: web::Path<(String, String)>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> ApiResult<HttpResponse> {
-    let (org, version) = path.into_inner();
-    upload_file(&auth, &req, payload, &org, None, &version).await
-}
-
-async fn upload_file_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version) = path.into_inner();
-    upload_file(&auth, &req, payload, &org, Some(&project), &version).await
-}
-
 async fn file_row(auth: &ApiAuth, release: &Release, id: &str) -> ApiResult<sea_orm::QueryResult> {
     let id: i64 = id
         .parse()
@@ -1038,16 +895,9 @@ async fn file_row(auth: &ApiAuth, release: &Release, id: &str) -> ApiResult<sea_
     .ok_or_else(|| ApiError::not_found(format!("release file `{id}` not found")))
 }
 
-async fn get_file(
-    auth: &ApiAuth,
-    req: &HttpRequest,
-    org: &str,
-    project: Option<&str>,
-    version: &str,
-    id: &str,
-) -> ApiResult<HttpResponse> {
-    let (_, release) = release_for_files(auth, org, project, version, Scope::ProjectRead).await?;
-    let row = file_row(auth, &release, id).await?;
+async fn get_file(auth: ApiAuth, path: ReleasePath, req: HttpRequest) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectRead).await?;
+    let row = file_row(&auth, &release, &path.file).await?;
     let download = url::form_urlencoded::parse(req.query_string().as_bytes())
         .any(|(k, v)| k == "download" && (v == "1" || v == "true"));
     if !download {
@@ -1068,34 +918,9 @@ async fn get_file(
         .body(data))
 }
 
-async fn get_file_org(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    let (org, version, id) = path.into_inner();
-    get_file(&auth, &req, &org, None, &version, &id).await
-}
-
-async fn get_file_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String, String)>,
-    req: HttpRequest,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version, id) = path.into_inner();
-    get_file(&auth, &req, &org, Some(&project), &version, &id).await
-}
-
-async fn delete_file(
-    auth: &ApiAuth,
-    org: &str,
-    project: Option<&str>,
-    version: &str,
-    id: &str,
-) -> ApiResult<HttpResponse> {
-    let (_, release) =
-        release_for_files(auth, org, project, version, Scope::ProjectReleases).await?;
-    let row = file_row(auth, &release, id).await?;
+async fn delete_file(auth: ApiAuth, path: ReleasePath) -> ApiResult<HttpResponse> {
+    let (_, release) = path.release(&auth, Scope::ProjectReleases).await?;
+    let row = file_row(&auth, &release, &path.file).await?;
     let id: i64 = row.try_get("", "id")?;
     let txn = super::begin_write(auth.db()).await?;
     artifacts::delete_where(&txn, "id = ?", vec![id.into()]).await?;
@@ -1103,38 +928,17 @@ async fn delete_file(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn delete_file_org(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (org, version, id) = path.into_inner();
-    delete_file(&auth, &org, None, &version, &id).await
-}
-
-async fn delete_file_project(
-    auth: ApiAuth,
-    path: web::Path<(String, String, String, String)>,
-) -> ApiResult<HttpResponse> {
-    let (org, project, version, id) = path.into_inner();
-    delete_file(&auth, &org, Some(&project), &version, &id).await
-}
-
 /// `sentry-cli releases files R delete --all` (2.x): every file of release `?name=`.
-async fn delete_release_source_maps(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let org = req.match_info().get("org").unwrap_or_default().to_string();
-    let project = req.match_info().get("project").map(str::to_string);
-    let version = url::form_urlencoded::parse(req.query_string().as_bytes())
+async fn delete_release_source_maps(
+    auth: ApiAuth,
+    mut path: ReleasePath,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    path.version = url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "name")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| ApiError::bad_request("`name` (the release version) is required"))?;
-    let (_, release) = release_for_files(
-        &auth,
-        &org,
-        project.as_deref(),
-        &version,
-        Scope::ProjectReleases,
-    )
-    .await?;
+    let (_, release) = path.release(&auth, Scope::ProjectReleases).await?;
     let txn = super::begin_write(auth.db()).await?;
     artifacts::delete_where(&txn, "release_id = ?", vec![release.id.into()]).await?;
     txn.commit().await?;

@@ -4,7 +4,7 @@
 
 use sea_orm::QueryResult;
 
-use super::context::{Ctx, OrgRef};
+use super::context::{Ctx, Form, OrgRef};
 use super::error::WebError;
 use super::sql;
 
@@ -53,6 +53,50 @@ pub fn managed_org(ctx: &Ctx, slug: &str) -> Result<OrgRef, WebError> {
         ));
     }
     Ok(org)
+}
+
+/// Who may post a form: owners and admins, or any member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poster {
+    Manager,
+    Member,
+}
+
+/// A form posted to a project's settings: the organization (the user must be a member, or
+/// a manager), then the form (refused without the session's CSRF token), then the project
+/// — in this order, so another organization's project is a 404 whatever the form holds.
+pub async fn project_form(
+    ctx: &Ctx,
+    org_slug: &str,
+    project_slug: &str,
+    body: &[u8],
+    poster: Poster,
+) -> Result<(OrgRef, ProjectRow, Form), WebError> {
+    let (org, form) = org_form(ctx, org_slug, body, poster)?;
+    let project = project(ctx, &org, project_slug).await?;
+    Ok((org, project, form))
+}
+
+/// A form posted to an organization's pages: the organization (the user must be a member,
+/// or a manager), then the form (refused without the session's CSRF token).
+pub fn org_form(
+    ctx: &Ctx,
+    org_slug: &str,
+    body: &[u8],
+    poster: Poster,
+) -> Result<(OrgRef, Form), WebError> {
+    let org = match poster {
+        Poster::Manager => managed_org(ctx, org_slug)?,
+        Poster::Member => org(ctx, org_slug)?,
+    };
+    let form = ctx.form(body)?;
+    Ok((org, form))
+}
+
+/// The id of an object named in a path (member, invite, token, key, rule): anything but a
+/// number names nothing, so it is a 404 like a missing object.
+pub fn path_id(text: &str) -> Result<i64, WebError> {
+    text.parse().map_err(|_| WebError::NotFound)
 }
 
 /// Every project of an organization, by slug.

@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use faultline_worker::alerts::{self, rules, rules::AlertRule, unsubscribe};
 
-use super::access::{self, ProjectRow};
+use super::access::{self, Poster, ProjectRow};
 use super::context::Ctx;
 use super::error::WebError;
 use super::format;
@@ -197,9 +197,8 @@ pub async fn create_rule(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
     if rules::load(&ctx.app.db, project.id).await?.len() >= 20 {
         return super::projects::settings_page(
             &ctx,
@@ -225,10 +224,9 @@ pub async fn update_rule(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug, rule_id) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
-    let rule_id: i64 = rule_id.parse().map_err(|_| WebError::NotFound)?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
+    let rule_id = access::path_id(&rule_id)?;
     if rules::find(&ctx.app.db, project.id, rule_id)
         .await?
         .is_none()
@@ -263,9 +261,8 @@ pub async fn send_test(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug) = path.into_inner();
-    let org = access::org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Member).await?;
     let to = match form.get("to") {
         "" => ctx.user()?.email.clone(),
         to => to.to_string(),
@@ -302,9 +299,8 @@ pub async fn subscription(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug) = path.into_inner();
-    let org = access::org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Member).await?;
     let email = ctx.user()?.email.clone();
     match form.get("action") {
         "unsubscribe" => unsubscribe::unsubscribe(&ctx.app.db, project.id, &email).await?,

@@ -62,6 +62,16 @@ impl Nav {
     }
 }
 
+/// The status of a settings page: 400 when it is shown again with a form's error, so the
+/// refusal is visible to scripts, not only in the page.
+pub fn form_status(error: &str) -> actix_web::http::StatusCode {
+    if error.is_empty() {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::BAD_REQUEST
+    }
+}
+
 /// A parsed `application/x-www-form-urlencoded` body whose CSRF token was checked.
 #[derive(Debug, Default)]
 pub struct Form {

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
 
-use super::access;
+use super::access::{self, Poster};
 use super::auth::{slugify, token_hash};
 use super::context::{Ctx, Nav, OrgRef};
 use super::error::WebError;
@@ -219,11 +219,7 @@ async fn settings_page(ctx: &Ctx, org: &OrgRef, shown: Shown) -> Result<HttpResp
     } else {
         shown.notice
     };
-    let status = if shown.error.is_empty() {
-        actix_web::http::StatusCode::OK
-    } else {
-        actix_web::http::StatusCode::BAD_REQUEST
-    };
+    let status = super::context::form_status(&shown.error);
     ctx.page_with_status(
         &OrgSettingsPage {
             nav: ctx.nav(&org.slug, "settings"),
@@ -275,9 +271,8 @@ pub async fn update_member(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, member_id) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let member_id: i64 = member_id.parse().map_err(|_| WebError::NotFound)?;
+    let (org, form) = access::org_form(&ctx, &org_slug, &body, Poster::Manager)?;
+    let member_id = access::path_id(&member_id)?;
     let row = sql::one(
         &ctx.app.db,
         "SELECT role FROM members WHERE id = ? AND organization_id = ?",
@@ -347,8 +342,7 @@ pub async fn create_invite(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
-    let org = access::managed_org(&ctx, &path)?;
-    let form = ctx.form(&body)?;
+    let (org, form) = access::org_form(&ctx, &path, &body, Poster::Manager)?;
     let role = form.get("role");
     if !ROLES.contains(&role) {
         return settings_page(
@@ -409,9 +403,8 @@ pub async fn revoke_invite(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, invite_id) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    ctx.form(&body)?;
-    let id: i64 = invite_id.parse().map_err(|_| WebError::NotFound)?;
+    let (org, _) = access::org_form(&ctx, &org_slug, &body, Poster::Manager)?;
+    let id = access::path_id(&invite_id)?;
     let n = sql::exec(
         &ctx.app.db,
         "DELETE FROM invites WHERE id = ? AND organization_id = ?",
@@ -434,8 +427,7 @@ pub async fn create_token(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
-    let org = access::org(&ctx, &path)?;
-    let form = ctx.form(&body)?;
+    let (org, form) = access::org_form(&ctx, &path, &body, Poster::Member)?;
     let user_id = ctx.user()?.id;
     let mut scopes: Vec<String> = Vec::new();
     for s in form.all("scope") {
@@ -497,10 +489,9 @@ pub async fn revoke_token(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, token_id) = path.into_inner();
-    let org = access::org(&ctx, &org_slug)?;
-    ctx.form(&body)?;
+    let (org, _) = access::org_form(&ctx, &org_slug, &body, Poster::Member)?;
     let user_id = ctx.user()?.id;
-    let id: i64 = token_id.parse().map_err(|_| WebError::NotFound)?;
+    let id = access::path_id(&token_id)?;
     let n = if org.can_manage() {
         sql::exec(
             &ctx.app.db,

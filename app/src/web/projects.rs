@@ -8,7 +8,7 @@ use askama::Template;
 use faultline_core::entity::now_ms;
 use faultline_core::protocol::dsn::ProjectKey;
 
-use super::access::{self, ProjectRow};
+use super::access::{self, Poster, ProjectRow};
 use super::context::{Ctx, Nav};
 use super::error::WebError;
 use super::format;
@@ -75,11 +75,7 @@ async fn projects_page(
             unresolved,
         });
     }
-    let status = if error.is_empty() {
-        actix_web::http::StatusCode::OK
-    } else {
-        actix_web::http::StatusCode::BAD_REQUEST
-    };
+    let status = super::context::form_status(&error);
     ctx.page_with_status(
         &ProjectsPage {
             nav: ctx.nav(&org.slug, "projects"),
@@ -105,8 +101,7 @@ pub async fn create(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
-    let org = access::managed_org(&ctx, &path)?;
-    let form = ctx.form(&body)?;
+    let (org, form) = access::org_form(&ctx, &path, &body, Poster::Manager)?;
     let slug = form.get("slug").to_lowercase();
     let platform = form.get("platform");
     if !PLATFORMS.iter().any(|(p, _)| *p == platform) {
@@ -256,11 +251,7 @@ pub(super) async fn settings_page(
         }
         _ => "",
     };
-    let status = if error.is_empty() {
-        actix_web::http::StatusCode::OK
-    } else {
-        actix_web::http::StatusCode::BAD_REQUEST
-    };
+    let status = super::context::form_status(&error);
     let alerts = super::alerts::section(ctx, &org.slug, &project, &base).await?;
     ctx.page_with_status(
         &SettingsPage {
@@ -295,9 +286,8 @@ pub async fn save_general(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
     let name = form.get("name");
     let retention: i32 = match form.get("retention_days").parse() {
         Ok(n) if (1..=3650).contains(&n) => n,
@@ -365,9 +355,8 @@ pub async fn create_key(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
     let label = format::truncate(form.get("label"), 100);
     let rate = match parse_rate_limit(form.get("rate_limit")) {
         Ok(r) => r,
@@ -400,10 +389,9 @@ pub async fn update_key(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org_slug, project_slug, key_id) = path.into_inner();
-    let org = access::managed_org(&ctx, &org_slug)?;
-    let form = ctx.form(&body)?;
-    let project = access::project(&ctx, &org, &project_slug).await?;
-    let key_id: i64 = key_id.parse().map_err(|_| WebError::NotFound)?;
+    let (org, project, form) =
+        access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
+    let key_id = access::path_id(&key_id)?;
     let changed = match form.get("action") {
         "enable" | "disable" => {
             sql::exec(

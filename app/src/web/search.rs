@@ -1,18 +1,26 @@
-//! The issue search grammar of the issues list.
+//! The issue search grammar, one for the pages and the Web API (`/api/0/.../issues/`).
 //!
 //! A query is a list of whitespace-separated terms; a value may be double-quoted to hold
-//! spaces (`message:"a b"`, `"connection reset"`).
+//! spaces (`message:"a b"`, `"connection reset"`) or be a list (`level:[error, fatal]`, any
+//! of them).
 //!
 //! | term | meaning |
 //! |---|---|
-//! | `is:unresolved` / `is:resolved` / `is:ignored` / `is:all` | status (resolved includes "in next release") |
-//! | `level:error` | the issue's level (repeat for any of several) |
+//! | `is:unresolved` / `is:resolved` / `is:ignored` / `is:all` | status (resolved includes "in next release"; `muted` and `archived` mean ignored) |
+//! | `level:error` | the issue's level (repeat, or list, for any of several) |
 //! | `release:1.2.0`, `environment:prod`, any `key:value` | events of the issue carried that tag value |
+//! | `firstRelease:1.2.0` | the release the issue was first seen in |
 //! | `user:42`, `user:alice@x.io`, `user.email:alice@x.io` | a user affected (id, email, username or ip) |
 //! | `has:key` | some event of the issue carried the tag `key` |
 //! | `trace:<32 hex>` | an event of the issue belongs to that OpenTelemetry trace |
 //! | `!key:value` | the negation of a tag term |
 //! | anything else | free text, every word must occur in the title or culprit |
+//!
+//! [`Search::condition`] turns a parsed search into one indexed SQL condition on `issues i`.
+
+use sea_orm::Value;
+
+use super::sql::placeholders;
 
 /// Issue status filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +59,8 @@ pub struct Search {
     pub levels: Vec<String>,
     pub tags: Vec<TagFilter>,
     pub has: Vec<String>,
+    /// `firstRelease:` versions, any of them.
+    pub first_release: Vec<String>,
     pub trace: Option<String>,
     /// Lower-cased words that must all occur in the title or culprit.
     pub text: Vec<String>,
@@ -67,19 +77,30 @@ const MAX_TERMS: usize = 20;
 
 const LEVELS: &[&str] = &["fatal", "error", "warning", "info", "debug", "sample"];
 
-/// Splits into terms, honouring double quotes (`key:"a b"` and `"a b"`).
+/// Splits into terms, honouring double quotes (`key:"a b"` and `"a b"`) and lists
+/// (`key:[a, b]` is one term).
 fn terms(q: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
     let mut had_quotes = false;
+    let mut listed = false;
     for c in q.chars() {
         match c {
             '"' => {
                 quoted = !quoted;
                 had_quotes = true;
             }
-            c if c.is_whitespace() && !quoted => {
+            // A list opens only as a term's value (`key:[`); elsewhere `[` is text.
+            '[' if !quoted && cur.ends_with(':') => {
+                listed = true;
+                cur.push(c);
+            }
+            ']' if !quoted && listed => {
+                listed = false;
+                cur.push(c);
+            }
+            c if c.is_whitespace() && !quoted && !listed => {
                 if !cur.is_empty() || had_quotes {
                     out.push(std::mem::take(&mut cur));
                 }
@@ -92,6 +113,34 @@ fn terms(q: &str) -> Vec<String> {
         out.push(cur);
     }
     out
+}
+
+/// A term's values: `[a, b]` (empty entries dropped) or the value itself.
+fn values_of(v: &str) -> Vec<String> {
+    match v.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None if v.is_empty() => vec![],
+        None => vec![v.to_string()],
+    }
+}
+
+/// The status filter an `is:` value (or the API's `?status=`) names.
+pub fn status_filter(value: &str) -> Result<StatusFilter, SearchError> {
+    Ok(match value {
+        "unresolved" => StatusFilter::Unresolved,
+        "resolved" => StatusFilter::Resolved,
+        "ignored" | "archived" | "muted" => StatusFilter::Ignored,
+        "all" => StatusFilter::All,
+        other => {
+            return Err(SearchError(format!(
+                "\"is:{other}\" is unknown; use is:unresolved, is:resolved, is:ignored or is:all."
+            )));
+        }
+    })
 }
 
 /// Parses a query. An empty query means "unresolved issues" to the caller.
@@ -123,7 +172,7 @@ pub fn parse(q: &str) -> Result<Search, SearchError> {
             }
             continue;
         };
-        if value.is_empty() {
+        if values_of(value).is_empty() {
             return Err(SearchError(format!("\"{key}:\" needs a value.")));
         }
         let positive_only = |what: &str| {
@@ -136,32 +185,28 @@ pub fn parse(q: &str) -> Result<Search, SearchError> {
         match key {
             "is" => {
                 positive_only("is")?;
-                s.status = Some(match value {
-                    "unresolved" => StatusFilter::Unresolved,
-                    "resolved" => StatusFilter::Resolved,
-                    "ignored" | "archived" => StatusFilter::Ignored,
-                    "all" => StatusFilter::All,
-                    other => {
-                        return Err(SearchError(format!(
-                            "\"is:{other}\" is unknown; use is:unresolved, is:resolved, is:ignored or is:all."
-                        )));
-                    }
-                });
+                s.status = Some(status_filter(value)?);
             }
             "level" => {
                 positive_only("level")?;
-                let v = value.to_lowercase();
-                if !LEVELS.contains(&v.as_str()) {
-                    return Err(SearchError(format!(
-                        "\"level:{value}\" is unknown; use one of {}.",
-                        LEVELS.join(", ")
-                    )));
+                for v in values_of(value) {
+                    let v = v.to_lowercase();
+                    if !LEVELS.contains(&v.as_str()) {
+                        return Err(SearchError(format!(
+                            "\"level:{v}\" is unknown; use one of {}.",
+                            LEVELS.join(", ")
+                        )));
+                    }
+                    s.levels.push(v);
                 }
-                s.levels.push(v);
             }
             "has" => {
                 positive_only("has")?;
-                s.has.push(value.to_string());
+                s.has.extend(values_of(value));
+            }
+            "firstRelease" | "first_release" | "first-release" => {
+                positive_only(key)?;
+                s.first_release.extend(values_of(value));
             }
             "trace" | "trace_id" | "trace.id" => {
                 positive_only("trace")?;
@@ -175,22 +220,95 @@ pub fn parse(q: &str) -> Result<Search, SearchError> {
             }
             "user" => s.tags.push(TagFilter {
                 key: "user".into(),
-                values: user_values(value),
+                values: values_of(value)
+                    .iter()
+                    .flat_map(|v| user_values(v))
+                    .collect(),
                 negated,
             }),
             "user.id" | "user.email" | "user.username" | "user.ip" => s.tags.push(TagFilter {
                 key: "user".into(),
-                values: vec![format!("{}:{value}", &key[5..])],
+                values: values_of(value)
+                    .iter()
+                    .map(|v| format!("{}:{v}", &key[5..]))
+                    .collect(),
                 negated,
             }),
             _ => s.tags.push(TagFilter {
                 key: key.to_string(),
-                values: vec![value.to_string()],
+                values: values_of(value),
                 negated,
             }),
         }
     }
     Ok(s)
+}
+
+impl Search {
+    /// The search as one SQL condition on `issues i` (parts joined by AND, `?`
+    /// placeholders) and its values; `default_status` applies when the query has no `is:`.
+    /// Every part is an indexed lookup: status on `issues`, tag terms through
+    /// `issue_tag_values (key, value, issue_id)`, trace ids through `events (trace_id)`;
+    /// free text is matched only within the rows the rest selects.
+    pub fn condition(&self, default_status: StatusFilter) -> (String, Vec<Value>) {
+        let mut parts: Vec<String> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let statuses = self.status.unwrap_or(default_status).statuses();
+        if !statuses.is_empty() {
+            parts.push(format!("i.status IN ({})", placeholders(statuses.len())));
+            values.extend(statuses.iter().map(|s| Value::from(*s)));
+        }
+        if !self.levels.is_empty() {
+            parts.push(format!("i.level IN ({})", placeholders(self.levels.len())));
+            values.extend(self.levels.iter().map(|s| Value::from(s.clone())));
+        }
+        if !self.first_release.is_empty() {
+            parts.push(format!(
+                "i.first_release IN ({})",
+                placeholders(self.first_release.len())
+            ));
+            values.extend(self.first_release.iter().map(|s| Value::from(s.clone())));
+        }
+        for tag in &self.tags {
+            parts.push(format!(
+                "i.id {}IN (SELECT issue_id FROM issue_tag_values WHERE key = ? AND value IN ({}))",
+                if tag.negated { "NOT " } else { "" },
+                placeholders(tag.values.len())
+            ));
+            values.push(tag.key.clone().into());
+            values.extend(tag.values.iter().map(|v| Value::from(v.clone())));
+        }
+        for key in &self.has {
+            parts.push("i.id IN (SELECT issue_id FROM issue_tag_values WHERE key = ?)".into());
+            values.push(key.clone().into());
+        }
+        if let Some(trace) = &self.trace {
+            parts.push("i.id IN (SELECT issue_id FROM events WHERE trace_id = ?)".into());
+            values.push(trace.clone().into());
+        }
+        for word in &self.text {
+            let pattern = format!("%{}%", escape_like(word));
+            parts.push(
+                "(LOWER(i.title) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(i.culprit, '')) LIKE ? ESCAPE '\\')"
+                    .into(),
+            );
+            values.push(pattern.clone().into());
+            values.push(pattern.into());
+        }
+        (parts.join(" AND "), values)
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A tag key: what SDKs use (letters, digits, `_ . - /`), so `http://x` stays free text.
@@ -351,5 +469,59 @@ mod tests {
         assert!(parse("\"unterminated quote").is_ok());
         assert!(parse("%' OR 1=1 --").is_ok());
         assert!(parse("\u{0}:\u{0}").is_ok());
+    }
+
+    #[test]
+    fn sentry_lists_and_aliases() {
+        let s = parse("level:[error, FATAL] release:[1.0,2.0] is:muted firstRelease:1.0").unwrap();
+        assert_eq!(s.levels, ["error", "fatal"]);
+        assert_eq!(s.tags[0].values, ["1.0", "2.0"]);
+        assert_eq!(s.status, Some(StatusFilter::Ignored));
+        assert_eq!(s.first_release, ["1.0"]);
+        assert_eq!(
+            parse("user:[u1,id:2]").unwrap().tags[0].values,
+            ["id:u1", "email:u1", "username:u1", "ip:u1", "id:2"]
+        );
+        assert!(parse("level:[]").is_err());
+        assert!(parse("level:[error,loud]").is_err());
+        // `[` elsewhere is text, and does not swallow the rest of the query.
+        assert_eq!(parse("[x] y").unwrap().text, ["[x]", "y"]);
+    }
+
+    #[test]
+    fn condition_is_one_indexed_where_clause() {
+        let s = parse("level:error !environment:staging has:user 50%_off").unwrap();
+        let (sql, values) = s.condition(StatusFilter::Unresolved);
+        assert_eq!(
+            sql,
+            "i.status IN (?) AND i.level IN (?) AND i.id NOT IN (SELECT issue_id FROM \
+             issue_tag_values WHERE key = ? AND value IN (?)) AND i.id IN (SELECT issue_id \
+             FROM issue_tag_values WHERE key = ?) AND (LOWER(i.title) LIKE ? ESCAPE '\\' OR \
+             LOWER(COALESCE(i.culprit, '')) LIKE ? ESCAPE '\\')"
+        );
+        assert_eq!(values.len(), 7);
+        assert_eq!(values[5], Value::from("%50\\%\\_off%"));
+        // The default status applies only without `is:`; `is:all` filters nothing.
+        assert_eq!(Search::default().condition(StatusFilter::All).0, "");
+        assert_eq!(
+            parse("is:all")
+                .unwrap()
+                .condition(StatusFilter::Unresolved)
+                .0,
+            ""
+        );
+        assert_eq!(
+            parse("is:resolved")
+                .unwrap()
+                .condition(StatusFilter::All)
+                .1
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
     }
 }

@@ -1,34 +1,13 @@
 //! Running one SQL text on either engine and reading rows by column name.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 
 use super::error::WebError;
 
-/// `?, ?, ?` for an `IN (...)` list of `n` values.
-pub fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
-/// A statement with `?` placeholders, numbered `$n` for PostgreSQL. The texts here never
-/// contain a literal `?`.
-fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Statement::from_sql_and_values(backend, out, values)
-    } else {
-        Statement::from_sql_and_values(backend, sql, values)
-    }
-}
+// One SQL text for both engines: `?` placeholders, numbered `$n` for PostgreSQL by the
+// worker's helper (the texts here never contain a literal `?`).
+pub use faultline_worker::sql::placeholders;
+use faultline_worker::sql::stmt;
 
 /// All rows of a query with `?` placeholders.
 pub async fn all(

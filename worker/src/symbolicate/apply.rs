@@ -122,7 +122,10 @@ pub fn apply(event: &mut Event, outcome: &Outcomes<'_>) -> Vec<FrameReport> {
                     None,
                 ),
                 Some(FileOutcome::Unmapped(status, message)) => {
-                    if matches!(status, Status::DebugIdNotFound | Status::MissingSourcemap) {
+                    if matches!(
+                        status,
+                        Status::DebugIdNotFound | Status::MissingSourcemap | Status::StorageError
+                    ) {
                         error(
                             "js_no_source",
                             &abs_path,
@@ -135,6 +138,7 @@ pub fn apply(event: &mut Event, outcome: &Outcomes<'_>) -> Vec<FrameReport> {
                     Err(e) => {
                         let (status, ty) = match e {
                             MapError::TooLarge(_) => (Status::SourcemapTooLarge, "js_too_large"),
+                            MapError::Unreadable(_) => (Status::StorageError, "js_no_source"),
                             _ => (Status::MalformedSourcemap, "js_invalid_source"),
                         };
                         error(

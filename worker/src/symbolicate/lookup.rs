@@ -4,7 +4,8 @@
 //! What uploads leave behind (written by the `/api/0/` upload endpoints): one `artifacts`
 //! row per file, named by its URL (`~/static/app.min.js`), of kind `minified_source`,
 //! `source_map` or `source`, with a `debug_id` (lowercase, hyphenated) and/or a release
-//! (+ dist), and `sha1` naming its bytes in `blobs`.
+//! (+ dist), and `sha1` naming its bytes: a `blobs` row, whose `data` holds them or, when
+//! a directory or bucket is configured, is empty (`storage`).
 
 use std::collections::HashMap;
 
@@ -143,20 +144,40 @@ pub async fn by_release_and_name(
         .collect()
 }
 
-/// The bytes of each blob in `sha1s` that exists.
+/// A `blobs` row: its bytes when the database holds them (else `data` is empty and the
+/// bytes are in the configured artifact store).
+pub struct BlobRow {
+    pub size: i64,
+    pub data: Vec<u8>,
+}
+
+impl BlobRow {
+    /// Whether the bytes came with the row.
+    pub fn holds_bytes(&self) -> bool {
+        !self.data.is_empty() || self.size == 0
+    }
+}
+
+/// The row of each blob in `sha1s` that exists.
 pub async fn blobs(
     db: &impl ConnectionTrait,
     sha1s: &[String],
-) -> Result<HashMap<String, Vec<u8>>, DbErr> {
+) -> Result<HashMap<String, BlobRow>, DbErr> {
     if sha1s.is_empty() {
         return Ok(HashMap::new());
     }
     let backend = db.get_database_backend();
     let (cond, values) = in_list(backend, "sha1", ArrayType::String, texts(sha1s));
-    let sql = format!("SELECT sha1, data FROM blobs WHERE {cond}");
+    let sql = format!("SELECT sha1, size, data FROM blobs WHERE {cond}");
     let mut out = HashMap::new();
     for row in db.query_all_raw(stmt(backend, &sql, values)).await? {
-        out.insert(row.try_get("", "sha1")?, row.try_get("", "data")?);
+        out.insert(
+            row.try_get("", "sha1")?,
+            BlobRow {
+                size: row.try_get("", "size")?,
+                data: row.try_get("", "data")?,
+            },
+        );
     }
     Ok(out)
 }

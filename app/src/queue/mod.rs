@@ -1,5 +1,6 @@
 //! The durable queue between ingest and the worker, on apalis: its own SQLite file
-//! (`queue.db`) in the embedded default, Redis when `REDIS_URL` is set.
+//! (`queue.db`, our storage in [`sqlite`]) in the embedded default, Redis (apalis-redis)
+//! when `REDIS_URL` is set.
 //!
 //! Ingest answers an SDK only once its job is durable. To make that cheap, jobs are
 //! group-committed: one committer task takes every job that arrived while the previous
@@ -12,13 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::TaskBuilder;
-use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use faultline_core::config::Config;
 use faultline_core::jobs::EVENT_QUEUE;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-/// How many attempts a job gets before it lands in the dead-letter state (apalis `Killed`/`Failed`).
+pub mod sqlite;
+
+/// How many attempts a job gets before it lands in the dead-letter state.
 pub const MAX_ATTEMPTS: usize = 5;
 /// The largest number of jobs written in one group commit.
 const MAX_BATCH: usize = 2048;
@@ -26,7 +28,7 @@ const MAX_BATCH: usize = 2048;
 /// Where jobs are kept.
 #[derive(Clone)]
 pub enum Backend {
-    /// Embedded: apalis-sqlite on `queue.db`.
+    /// Embedded: `queue.db` ([`sqlite`]).
     Sqlite(SqlitePool),
     /// Scaled: apalis-redis.
     Redis(redis::aio::ConnectionManager),
@@ -144,147 +146,14 @@ impl Queue {
     }
 }
 
-/// Opens `queue.db` with full durability (group commit pays the fsync once per batch).
+/// Opens `queue.db` for producers (see [`sqlite::open`]).
 pub async fn open_sqlite(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(10));
-    // apalis' setup switches its connection to `synchronous = OFF`; run it on a throwaway
-    // pool so the connections that write jobs keep FULL durability.
-    {
-        let setup_pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
-        // Two processes starting together (web + worker) may both run apalis' setup; the
-        // loser gets "database is locked" at once (journal-mode changes ignore the busy
-        // timeout), so retry for a few seconds.
-        let mut attempt = 0;
-        loop {
-            match SqliteStorage::setup(&setup_pool).await {
-                Ok(()) => break,
-                Err(e) if attempt < 25 && e.to_string().contains("locked") => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => {
-                    return Err(anyhow::anyhow!(
-                        "cannot prepare queue {}: {e}",
-                        path.display()
-                    ));
-                }
-            }
-        }
-        seed_statistics(&setup_pool).await;
-        setup_pool.close().await;
-    }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts.synchronous(SqliteSynchronous::Full))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
-    Ok(pool)
+    sqlite::open(path).await
 }
 
-/// A second pool on `queue.db` for the worker's fetches, locks, acks and heartbeats, with
-/// `synchronous = NORMAL`: apalis commits them job by job, and with an fsync each they
-/// starved ingest's group commits (seconds of latency under load). Losing one of them in a
-/// power cut only means a job runs again, and storage is exactly-once by event id.
+/// Opens `queue.db` for a worker (see [`sqlite::open_for_worker`]).
 pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10));
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))
-}
-
-/// Gives the planner statistics before any connection prepares apalis' statements.
-///
-/// A statement keeps the plan it was prepared with, and a fresh `queue.db` has no
-/// statistics: the worker's connection then planned the batch ack (`UPDATE Jobs ... FROM
-/// json_each(?) ... AND lock_by = ?`) as a walk over every job it ever locked, re-parsing
-/// the JSON list for each — one core busy in SQLite's JSON code and ingest stalled behind
-/// the write lock. See [`pin_lock_statistics`].
-async fn seed_statistics(pool: &SqlitePool) {
-    let result = async {
-        // sqlx's own transaction: rolled back if anything fails or the future is dropped,
-        // so no pooled connection is ever left holding the write lock.
-        let mut tx = pool.begin().await?;
-        sea_orm::sqlx::query("ANALYZE sqlite_schema")
-            .execute(&mut *tx)
-            .await?;
-        pin_lock_statistics(&mut tx).await?;
-        tx.commit().await?;
-        sea_orm::sqlx::query("ANALYZE sqlite_schema")
-            .execute(pool)
-            .await
-            .map(|_| ())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "seeding the queue's planner statistics failed");
-    }
-}
-
-/// Refreshes the planner statistics of `queue.db` (bounded work), keeping the two numbers
-/// the worker's batch acknowledgement depends on pinned (in the same transaction, so no
-/// connection ever loads the sampled ones).
-pub async fn refresh_statistics(pool: &SqlitePool) {
-    let result = async {
-        let mut conn = pool.acquire().await?;
-        // A nearly empty table would replace the seeded numbers with zeros.
-        let rows: i64 =
-            sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM Jobs LIMIT 1000)")
-                .fetch_one(&mut *conn)
-                .await?;
-        if rows < 1000 {
-            return Ok(());
-        }
-        drop(conn);
-        let mut tx = pool.begin().await?;
-        sea_orm::sqlx::query("PRAGMA analysis_limit = 400")
-            .execute(&mut *tx)
-            .await?;
-        sea_orm::sqlx::query("ANALYZE Jobs")
-            .execute(&mut *tx)
-            .await?;
-        pin_lock_statistics(&mut tx).await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "analyzing the queue failed");
-    }
-}
-
-/// Writes what is true of `Jobs` at any size into the planner statistics: `id` is unique,
-/// `lock_by` is shared by many jobs. Sampled statistics of a backlog that nobody had locked
-/// yet (every `lock_by` NULL, as after `faultline web` took a load alone) said `lock_by = ?`
-/// picks a few hundred rows; the batch ack was then planned over `LIdx` times the JSON
-/// list, and a worker draining 10,000 jobs spent 7 s per acknowledgement.
-async fn pin_lock_statistics(
-    conn: &mut sea_orm::sqlx::Transaction<'_, sea_orm::sqlx::Sqlite>,
-) -> Result<(), sea_orm::sqlx::Error> {
-    sea_orm::sqlx::query(
-        "DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs' AND idx IN ('sqlite_autoindex_Jobs_1', 'LIdx')",
-    )
-    .execute(&mut **conn)
-    .await?;
-    sea_orm::sqlx::query(
-        "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES \
-         ('Jobs', 'sqlite_autoindex_Jobs_1', '100000 1'), ('Jobs', 'LIdx', '100000 20000')",
-    )
-    .execute(&mut **conn)
-    .await?;
-    Ok(())
+    sqlite::open_for_worker(path).await
 }
 
 async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
@@ -320,38 +189,9 @@ async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
 
 async fn write_batch(backend: &Backend, jobs: Vec<Vec<u8>>) -> Result<(), String> {
     match backend {
-        Backend::Sqlite(pool) => {
-            // One multi-row INSERT instead of apalis' statement per job: every statement is
-            // a round trip to sqlx's SQLite thread, and those hops cost more than the insert.
-            // The columns are apalis-sqlite 1.0's Jobs table; the apalis worker reads these
-            // rows like its own (every end-to-end test depends on it).
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-            for chunk in jobs.chunks(500) {
-                let mut insert = sea_orm::sqlx::QueryBuilder::<sea_orm::sqlx::Sqlite>::new(
-                    "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority) ",
-                );
-                insert.push_values(chunk, |mut row, job| {
-                    row.push_bind(job.as_slice())
-                        .push_bind(ulid::Ulid::generate().to_string())
-                        .push_bind(EVENT_QUEUE)
-                        .push_bind("Pending")
-                        .push_bind(0i64)
-                        .push_bind(MAX_ATTEMPTS as i64)
-                        .push_bind(now)
-                        .push_bind(0i64);
-                });
-                insert
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            tx.commit().await.map_err(|e| e.to_string())
-        }
+        Backend::Sqlite(pool) => sqlite::insert_batch(pool, &jobs)
+            .await
+            .map_err(|e| e.to_string()),
         Backend::Redis(conn) => {
             let tasks: Vec<_> = jobs
                 .into_iter()
@@ -369,11 +209,6 @@ async fn write_batch(backend: &Backend, jobs: Vec<Vec<u8>>) -> Result<(), String
 /// The apalis-redis settings shared by producers and consumers.
 pub fn redis_config() -> apalis_redis::Config {
     apalis_redis::Config::default().queue(EVENT_QUEUE)
-}
-
-/// The apalis-sqlite settings shared by producers and consumers.
-pub fn sqlite_config() -> apalis_sqlite::Config {
-    apalis_sqlite::Config::default().queue(EVENT_QUEUE)
 }
 
 /// Jobs by state, and the dead ones (failed every attempt), for operators.
@@ -394,21 +229,8 @@ impl Queue {
                 "job listing is available for the embedded SQLite queue; inspect Redis with redis-cli"
             );
         };
-        let by_status = sea_orm::sqlx::query_as::<_, (String, i64)>(
-            "SELECT status, COUNT(*) FROM Jobs WHERE job_type = ?1 GROUP BY status ORDER BY status",
-        )
-        .bind(EVENT_QUEUE)
-        .fetch_all(pool)
-        .await?;
-        let dead = sea_orm::sqlx::query_as::<_, (String, i64, Option<String>)>(
-            "SELECT id, attempts, last_result FROM Jobs WHERE job_type = ?1 \
-             AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)) \
-             ORDER BY done_at DESC LIMIT ?2",
-        )
-        .bind(EVENT_QUEUE)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
+        let by_status = sqlite::counts(pool).await?;
+        let dead = sqlite::dead_jobs(pool, limit).await?;
         Ok(QueueReport { by_status, dead })
     }
 
@@ -417,46 +239,17 @@ impl Queue {
         let Backend::Sqlite(pool) = &self.backend else {
             anyhow::bail!("retrying dead jobs is available for the embedded SQLite queue");
         };
-        let res = sea_orm::sqlx::query(
-            "UPDATE Jobs SET status = 'Pending', attempts = 0, lock_by = NULL, lock_at = NULL, done_at = NULL \
-             WHERE job_type = ?1 AND (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
-        )
-        .bind(EVENT_QUEUE)
-        .execute(pool)
-        .await?;
-        Ok(res.rows_affected())
+        Ok(sqlite::retry_dead(pool).await?)
     }
 }
 
 async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n: u64 = 0;
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        n += 1;
-        if n.is_multiple_of(5)
-            && let Backend::Sqlite(pool) = &backend
-        {
-            // Finished jobs are kept a minute (for inspection), then removed so the queue
-            // file does not grow with every event ever received. Dead jobs stay.
-            let removed = sea_orm::sqlx::query(
-                "DELETE FROM Jobs WHERE status = 'Done' AND done_at < strftime('%s', 'now') - 60",
-            )
-            .execute(pool)
-            .await;
-            if let Err(e) = removed {
-                tracing::warn!(error = %e, "removing finished jobs failed");
-            }
-            refresh_statistics(pool).await;
-        }
         let measured = match &backend {
-            Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status IN ('Pending', 'Queued', 'Running')",
-            )
-            .bind(EVENT_QUEUE)
-            .fetch_one(pool)
-            .await
-            .ok(),
+            Backend::Sqlite(pool) => sqlite::depth(pool).await.ok(),
             // apalis-redis puts a job pushed with a run time (ours: "now") in its scheduled
             // set and moves it to the active list when a worker fetches: waiting jobs are in
             // both. Counting only the list read 0 while no worker ran.
@@ -488,15 +281,10 @@ async fn depth_gauge(backend: Backend, depth: Arc<AtomicU64>) {
 async fn oldest_waiting_age(backend: &Backend) -> Option<f64> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     match backend {
-        // `run_at` is when the job became runnable, in seconds.
-        Backend::Sqlite(pool) => sea_orm::sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT MIN(run_at) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
-        )
-        .bind(EVENT_QUEUE)
-        .fetch_one(pool)
-        .await
-        .ok()
-        .map(|oldest| oldest.map_or(0.0, |s| ((now_ms - s * 1000).max(0)) as f64 / 1000.0)),
+        Backend::Sqlite(pool) => sqlite::oldest_enqueued_at(pool)
+            .await
+            .ok()
+            .map(|oldest| oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)),
         // Waiting jobs sit in the scheduled set (score: run time, seconds) until a worker
         // moves them to the active list, which it reads from the head. Job ids are ULIDs,
         // which carry their creation time.
