@@ -62,28 +62,10 @@ pub enum JobError {
 }
 
 impl EventJob {
-    /// Encodes a payload for `payload_zstd` (zstd, base64).
+    /// Encodes a payload for `payload_zstd`.
     pub fn pack_payload(raw: &[u8]) -> std::io::Result<String> {
-        let mut out = Vec::new();
-        Self::pack_payload_into(raw, &mut out)?;
-        // Base64 is ASCII.
-        String::from_utf8(out).map_err(std::io::Error::other)
-    }
-
-    /// Like [`EventJob::pack_payload`], appending to `out` (ingest writes the job around it
-    /// without another copy).
-    pub fn pack_payload_into(raw: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
         use base64::Engine;
-        let packed = crate::compress::zstd(raw)?;
-        let start = out.len();
-        let len = base64::encoded_len(packed.len(), false)
-            .ok_or_else(|| std::io::Error::other("payload too large to encode"))?;
-        out.resize(start + len, 0);
-        let written = base64::engine::general_purpose::STANDARD_NO_PAD
-            .encode_slice(&packed, &mut out[start..])
-            .map_err(std::io::Error::other)?;
-        out.truncate(start + written);
-        Ok(())
+        Ok(base64::engine::general_purpose::STANDARD_NO_PAD.encode(crate::compress::zstd(raw)?))
     }
 
     /// The payload bytes, decompressing when needed (at most `limit` bytes).

@@ -229,23 +229,9 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
-/// The most [`read_body`] reserves ahead of the bytes actually received.
-const PREALLOCATE_MAX: usize = 1 << 20;
-
 /// Reads the request body, refusing it as soon as it passes `limit` bytes.
-///
-/// The buffer is sized from `Content-Length` (never past `limit`, nor past
-/// [`PREALLOCATE_MAX`]: a client that declares a large body and sends nothing must not hold
-/// memory) so a body arriving in several chunks is not copied again on every growth.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, IngestError> {
-    let declared = header_str(req.headers(), "content-length")
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut buf = bytes::BytesMut::with_capacity(declared.min(limit).min(PREALLOCATE_MAX));
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, IngestError> {
+    let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             IngestError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
@@ -369,40 +355,21 @@ fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
     }
 }
 
-/// The job's own fields, serialized ahead of the raw ones by [`job_bytes`].
-#[derive(serde::Serialize)]
-struct JobHead<'a> {
-    project_id: i64,
-    event_id: &'a str,
-    received_ms: i64,
-    client_ip: Option<&'a str>,
-    sent_at: Option<&'a str>,
-    kind: PayloadKind,
-}
-
 /// Serializes a job around the already-validated payload, compressed, without re-encoding
-/// the JSON. Written straight into one buffer: no `serde_json::Value` in between, and the
-/// base64 of the compressed payload lands in place.
+/// the JSON.
 fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
-    // zstd writes about a fifth of a JSON event; base64 adds a third of that.
-    let mut out = Vec::with_capacity(payload.len() / 3 + 512);
-    let head = JobHead {
-        project_id: meta.project_id,
-        event_id,
-        received_ms: meta.received_ms,
-        client_ip: meta.client_ip.as_deref(),
-        sent_at: meta.sent_at.as_deref(),
-        kind,
-    };
-    // Serializing plain fields into a Vec cannot fail; an empty head would only lose the
-    // metadata, never the payload, and the worker refuses such a job loudly.
-    if serde_json::to_writer(&mut out, &head).is_ok() {
-        // `head` is an object: drop its closing brace and append the raw fields.
-        out.pop();
-    } else {
-        out.clear();
-        out.push(b'{');
-    }
+    let mut out = Vec::with_capacity(payload.len() + 256);
+    let head = serde_json::json!({
+        "project_id": meta.project_id,
+        "event_id": event_id,
+        "received_ms": meta.received_ms,
+        "client_ip": meta.client_ip,
+        "sent_at": meta.sent_at,
+        "kind": kind,
+    });
+    // `head` is an object: drop its closing brace and append the raw fields.
+    let head = head.to_string();
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     if let Some(tp) = &meta.traceparent {
         // `00-<32 hex>-<16 hex>-<2 hex>`, made by the propagator: nothing to escape.
         out.extend_from_slice(b",\"traceparent\":\"");
@@ -413,15 +380,17 @@ fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) 
         out.extend_from_slice(b",\"envelope_sdk\":");
         out.extend_from_slice(sdk.as_bytes());
     }
-    let mark = out.len();
-    out.extend_from_slice(b",\"payload_zstd\":\"");
-    // Base64 needs no JSON escaping.
-    if EventJob::pack_payload_into(payload, &mut out).is_ok() {
-        out.push(b'"');
-    } else {
-        out.truncate(mark);
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(payload);
+    match EventJob::pack_payload(payload) {
+        Ok(packed) => {
+            // Base64 needs no JSON escaping.
+            out.extend_from_slice(b",\"payload_zstd\":\"");
+            out.extend_from_slice(packed.as_bytes());
+            out.push(b'"');
+        }
+        Err(_) => {
+            out.extend_from_slice(b",\"payload\":");
+            out.extend_from_slice(payload);
+        }
     }
     out.push(b'}');
     out
@@ -505,7 +474,7 @@ async fn envelope_request(
 ) -> Result<HttpResponse, IngestError> {
     let project_id = project_id(&req)?;
     let header_auth = request_auth(&req)?;
-    let body = read_body(&req, payload, state.limits.max_envelope_size).await?;
+    let body = read_body(payload, state.limits.max_envelope_size).await?;
     let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
     handle_envelope(&req, &state, project_id, header_auth, body).await
 }
@@ -640,7 +609,7 @@ async fn store_request(
     } else {
         state.limits.max_event_size
     };
-    let body = read_body(&req, payload, compressed_limit).await?;
+    let body = read_body(payload, compressed_limit).await?;
     if is_envelope {
         let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
         return handle_envelope(&req, &state, project_id, header_auth, body).await;
@@ -778,7 +747,7 @@ async fn security_request(
     let key = authorize(&state, &auth, project_id).await?;
     let project_id = key.project_id;
     let in_project = |e: IngestError| e.in_project(project_id);
-    let body = read_body(&req, payload, state.limits.max_event_size)
+    let body = read_body(payload, state.limits.max_event_size)
         .await
         .map_err(in_project)?;
     let body = decode(&req, body, state.limits.max_event_size).map_err(in_project)?;
