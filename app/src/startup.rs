@@ -160,7 +160,7 @@ async fn http_server(
         db: db.clone(),
         token: config.metrics_token.clone(),
     });
-    api::blobs::spawn_collector(db.clone());
+    api::blobs::spawn_collector(db.clone(), config.artifact_gc);
     let state = web::Data::new(AppState { config, db, queue });
     let traced = crate::telemetry::enabled();
     let server = HttpServer::new(move || {

@@ -44,6 +44,27 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// Where uploaded files' bytes live (`FAULTLINE_ARTIFACT_DIR`, `FAULTLINE_ARTIFACT_S3_*`).
     pub artifact_storage: ArtifactStorage,
+    /// Blob garbage collection: how old an unreferenced blob (or an object without a row)
+    /// must be to go (`FAULTLINE_ARTIFACT_GC_GRACE_SECS`, an hour: chunks wait between
+    /// upload and assembly), and how often the collector runs
+    /// (`FAULTLINE_ARTIFACT_GC_INTERVAL_SECS`, 10 minutes).
+    pub artifact_gc: ArtifactGc,
+}
+
+/// Timings of the blob collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactGc {
+    pub grace: std::time::Duration,
+    pub interval: std::time::Duration,
+}
+
+impl Default for ArtifactGc {
+    fn default() -> Self {
+        ArtifactGc {
+            grace: std::time::Duration::from_secs(60 * 60),
+            interval: std::time::Duration::from_secs(10 * 60),
+        }
+    }
 }
 
 /// Where the bytes of uploaded files (source maps, bundles, chunks) are kept.
@@ -371,6 +392,16 @@ impl Config {
 
         let otel = otel_config(&src)?;
         let artifact_storage = artifact_storage(&src)?;
+        let gc = ArtifactGc::default();
+        let artifact_gc = ArtifactGc {
+            grace: std::time::Duration::from_secs(
+                src.number("FAULTLINE_ARTIFACT_GC_GRACE_SECS", gc.grace.as_secs())?,
+            ),
+            interval: std::time::Duration::from_secs(
+                src.number::<u64>("FAULTLINE_ARTIFACT_GC_INTERVAL_SECS", gc.interval.as_secs())?
+                    .max(1),
+            ),
+        };
         let metrics_bind = match src.get("FAULTLINE_METRICS_BIND") {
             None => None,
             Some(text) => Some(
@@ -405,6 +436,7 @@ impl Config {
             metrics_token: src.get("FAULTLINE_METRICS_TOKEN"),
             metrics_bind,
             artifact_storage,
+            artifact_gc,
         })
     }
 
@@ -920,6 +952,24 @@ mod tests {
     fn artifact_storage_is_chosen_and_checked() {
         let c = Config::from_map(env(&[("FAULTLINE_CONFIG", "")])).unwrap();
         assert_eq!(c.artifact_storage, ArtifactStorage::Database);
+        assert_eq!(c.artifact_gc, ArtifactGc::default());
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_ARTIFACT_GC_GRACE_SECS", "5"),
+            ("FAULTLINE_ARTIFACT_GC_INTERVAL_SECS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.artifact_gc.grace.as_secs(), 5);
+        assert_eq!(c.artifact_gc.interval.as_secs(), 1, "at least a second");
+        assert!(
+            Config::from_map(env(&[
+                ("FAULTLINE_CONFIG", ""),
+                ("FAULTLINE_ARTIFACT_GC_GRACE_SECS", "soon")
+            ]))
+            .unwrap_err()
+            .to_string()
+            .contains("FAULTLINE_ARTIFACT_GC_GRACE_SECS")
+        );
         let c = Config::from_map(env(&[
             ("FAULTLINE_CONFIG", ""),
             ("FAULTLINE_ARTIFACT_DIR", "/srv/artifacts"),

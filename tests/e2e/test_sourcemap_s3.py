@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from conftest import WORK, Server, free_port
-from sourcemaps import CLI3, artifacts, blob, build_app
+from sourcemaps import CLI3, api_token, artifacts, blob, build_app, cli_env, run_cli
 from test_sourcemap_symbolication import NODE, NODE_ENV, NODE_RUNNER, assert_original_frames, upload
 
 BUCKET = "faultline-artifacts"
@@ -64,6 +64,10 @@ def s3_server(s3):
         "FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID": "faultline",
         "FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY": "faultline-secret",
         "FAULTLINE_ARTIFACT_S3_PREFIX": PREFIX,
+        # The collector every second, for blobs unreferenced for 5 s (not an hour), so the
+        # garbage test can watch it; sentry-cli assembles its chunks well within that.
+        "FAULTLINE_ARTIFACT_GC_GRACE_SECS": "5",
+        "FAULTLINE_ARTIFACT_GC_INTERVAL_SECS": "1",
     })
     srv.cli("migrate")
     srv.cli("org", "create", "acme")
@@ -134,3 +138,35 @@ def test_a_damaged_object_leaves_frames_unmapped_with_the_reason(s3, s3_server, 
     assert all("damaged" in f["data"]["symbolicator_message"] for f in app), app
     # Nothing was rewritten: the frames are the SDK's, so there is no raw copy either.
     assert not event["payload"]["exception"]["values"][-1].get("raw_stacktrace")
+
+
+def wait_until(check, what, timeout=40):
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.5)
+
+
+def test_objects_no_artifact_names_are_collected_from_the_bucket(s3, s3_server, tmp_path):
+    release = f"s3-gc-{time.time_ns()}"
+    dist = build_app(tmp_path, platform="node", stamp=release)
+    upload(s3_server, CLI3, dist, release, url_prefix="~" + str(dist))
+    files = {PREFIX + r["sha1"] for r in artifacts(s3_server, release=release)}
+    assert files and files <= set(bucket_keys(s3)), "uploaded files are in the bucket"
+    with s3_server.db() as conn:
+        referenced = {r[0] for r in conn.execute("SELECT sha1 FROM artifacts")}
+        chunks = {PREFIX + r[0] for r in conn.execute("SELECT sha1 FROM blobs")} - {
+            PREFIX + s for s in referenced
+        }
+
+    assert chunks, "the bundle's chunks are stored until the collector sees them"
+    # The bundle's chunks are named by no artifact: row and object go after the grace
+    # period; the files stay.
+    wait_until(lambda: not (chunks & set(bucket_keys(s3))), "the chunks are collected")
+    assert files <= set(bucket_keys(s3)), "files artifacts name stay"
+
+    # Deleting the release drops its artifacts; their objects go with the next collection.
+    env = cli_env(s3_server, api_token(s3_server))
+    run_cli(CLI3, ["releases", "delete", release], env)
+    assert artifacts(s3_server, release=release) == []
+    wait_until(lambda: not (files & set(bucket_keys(s3))), "the release's files are collected")

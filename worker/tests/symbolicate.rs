@@ -935,3 +935,162 @@ fn only_javascript_frames_want_symbolication() {
         json!({})
     )));
 }
+
+const SCOPES_JS: &str = include_str!("fixtures/sourcemaps/scopes.min.js");
+const SCOPES_MAP: &str = include_str!("fixtures/sourcemaps/scopes.min.js.map");
+const SCOPES_STACK: &str = include_str!("fixtures/sourcemaps/scopes.stack.json");
+
+#[tokio::test]
+async fn arrow_and_anonymous_functions_get_their_original_scope_names() {
+    let db = testing::sqlite().await.expect("sqlite");
+    let (org, project) = setup(&db).await;
+    upload(
+        &db,
+        org,
+        Upload::new("minified_source", "~/scopes.min.js", SCOPES_JS).release("1.0"),
+    )
+    .await;
+    upload(
+        &db,
+        org,
+        Upload::new("source_map", "~/scopes.min.js.map", SCOPES_MAP).release("1.0"),
+    )
+    .await;
+    // Node's stack of the bundle (innermost first) as an SDK sends it (caller first).
+    let stack: Vec<serde_json::Value> = serde_json::from_str(SCOPES_STACK).expect("stack");
+    let url = "app:///scopes.min.js";
+    let sent: Vec<serde_json::Value> = stack
+        .iter()
+        .rev()
+        .map(|f| {
+            frame(
+                url,
+                f["function"].as_str(),
+                f["lineno"].as_u64().expect("line"),
+                f["colno"].as_u64().expect("column"),
+            )
+        })
+        .collect();
+    let minified: Vec<Option<String>> = stack
+        .iter()
+        .rev()
+        .map(|f| f["function"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        minified,
+        [Some("Object.n"), Some("o.handleOrder"), Some("r")].map(|n| n.map(str::to_owned)),
+        "the fixture's minified names (regenerated fixture?)"
+    );
+    // The caller frames alone: no call site below the top frame to borrow a name from.
+    for frames_sent in [sent.clone(), vec![sent[1].clone()], vec![sent[2].clone()]] {
+        let event = symbolicate_one(
+            &db,
+            project,
+            js_event(frames_sent, json!({"release": "1.0"})),
+        )
+        .await;
+        for f in frames(&event) {
+            assert_eq!(status(f), Some("symbolicated"), "{f:?}");
+            let expected = match f.lineno {
+                Some(5) => "applyDiscount",
+                Some(12) => "registry.handleOrder",
+                Some(17) => "runScopes",
+                other => panic!("unexpected line {other:?}: {f:?}"),
+            };
+            assert_eq!(f.function.as_deref(), Some(expected), "{f:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn uploaded_sources_give_context_when_the_map_has_no_sources_content() {
+    for (engine, db) in [
+        ("sqlite", testing::sqlite().await.expect("sqlite")),
+        ("postgres", testing::postgres().await.expect("postgres")),
+    ] {
+        let (org, project) = setup(&db).await;
+        // The same map without `sourcesContent` (as `esbuild --sources-content=false` writes).
+        let mut map: serde_json::Value = serde_json::from_str(SCOPES_MAP).expect("map");
+        map.as_object_mut()
+            .expect("object")
+            .remove("sourcesContent");
+        let map = map.to_string();
+        upload(
+            &db,
+            org,
+            Upload::new("minified_source", "~/scopes.min.js", SCOPES_JS).release("1.0"),
+        )
+        .await;
+        upload(
+            &db,
+            org,
+            Upload::new("source_map", "~/scopes.min.js.map", &map).release("1.0"),
+        )
+        .await;
+        let stack: Vec<serde_json::Value> = serde_json::from_str(SCOPES_STACK).expect("stack");
+        let top = &stack[0];
+        let event = || {
+            js_event(
+                vec![frame(
+                    "app:///scopes.min.js",
+                    top["function"].as_str(),
+                    top["lineno"].as_u64().expect("line"),
+                    top["colno"].as_u64().expect("column"),
+                )],
+                json!({"release": "1.0"}),
+            )
+        };
+        // Mapped, but no source line to show yet.
+        let mapped = symbolicate_one(&db, project, event()).await;
+        let f = &frames(&mapped)[0];
+        assert_eq!(status(f), Some("symbolicated"), "{engine}: {f:?}");
+        assert_eq!(f.lineno, Some(5), "{engine}");
+        assert_eq!(f.context_line, None, "{engine}");
+
+        // A `source` file of the same release, named as the frame's file, fills them in.
+        // A source of another release must not.
+        exec(
+            &db,
+            "INSERT INTO releases (organization_id, version, date_created, status) \
+             SELECT id, '2.0', 0, 'open' FROM organizations WHERE slug = 'acme'",
+            vec![],
+        )
+        .await;
+        let text = include_str!("fixtures/sourcemaps/src/scopes.js");
+        upload(
+            &db,
+            org,
+            Upload::new(
+                "source",
+                "~/src/scopes.js",
+                "wrong release\n".repeat(20).as_str(),
+            )
+            .release("2.0"),
+        )
+        .await;
+        upload(
+            &db,
+            org,
+            Upload::new("source", "~/src/scopes.js", text).release("1.0"),
+        )
+        .await;
+        let mapped = symbolicate_one(&db, project, event()).await;
+        let f = &frames(&mapped)[0];
+        assert_eq!(status(f), Some("symbolicated"), "{engine}: {f:?}");
+        assert_eq!(
+            f.context_line.as_deref(),
+            Some("    throw new Error(`discount too large for ${order.total}`);"),
+            "{engine}: {f:?}"
+        );
+        assert_eq!(
+            f.pre_context.last().map(String::as_str),
+            Some("  if (order.total > 100) {"),
+            "{engine}"
+        );
+        assert_eq!(
+            f.post_context.first().map(String::as_str),
+            Some("  }"),
+            "{engine}"
+        );
+    }
+}

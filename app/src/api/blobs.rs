@@ -12,7 +12,6 @@
 //! than the grace period.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
@@ -25,12 +24,6 @@ use faultline_worker::symbolicate::storage::{self, ArtifactStore, StoreError};
 fn store_err(e: StoreError) -> DbErr {
     DbErr::Custom(e.to_string())
 }
-
-/// How long an unreferenced blob is kept: enough for sentry-cli to upload every chunk of a
-/// bundle and ask for its assembly.
-pub const GC_GRACE: Duration = Duration::from_secs(60 * 60);
-/// How often the collector runs in a web process.
-const GC_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// Lowercase hex SHA-1 of `data`.
 pub fn sha1_hex(data: &[u8]) -> String {
@@ -198,12 +191,12 @@ pub async fn release_unreferenced(
 }
 
 /// Runs the collector every few minutes for as long as the process lives.
-pub fn spawn_collector(db: DatabaseConnection) {
+pub fn spawn_collector(db: DatabaseConnection, gc: faultline_core::config::ArtifactGc) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(GC_INTERVAL);
+        let mut tick = tokio::time::interval(gc.interval);
         loop {
             tick.tick().await;
-            let cutoff = now_ms() - GC_GRACE.as_millis() as i64;
+            let cutoff = now_ms() - gc.grace.as_millis() as i64;
             match collect_garbage(&db, cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "unreferenced blobs collected"),

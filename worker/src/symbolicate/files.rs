@@ -2,7 +2,14 @@
 //! panicking on what a user uploaded. A parse error is a value (cached like a success), so
 //! a broken map is not re-parsed for every event that points at it.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use sourcemap::{DecodedMap, SourceMap, SourceView};
+
+/// Uploaded original sources (artifacts of kind `source`) for a map's sources that have no
+/// `sourcesContent`, by the map's source index.
+pub type UploadedSources = HashMap<u32, Arc<MinifiedFile>>;
 
 /// Largest minified file or source map read; bigger ones are reported, not parsed.
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
@@ -156,13 +163,15 @@ const MAX_LINE_CHARS: usize = 200;
 
 /// Maps a 1-based minified (line, column) through `map`. `minified` (when uploaded) is used
 /// to check the position and to find the enclosing function's original name;
-/// `minified_function` is the function name the runtime reported.
+/// `minified_function` is the function name the runtime reported; `uploaded` gives context
+/// lines for sources the map carries no content for.
 pub fn lookup(
     map: &ParsedMap,
     minified: Option<&MinifiedFile>,
     lineno: u64,
     colno: u64,
     minified_function: Option<&str>,
+    uploaded: &UploadedSources,
 ) -> Result<Original, LocationError> {
     let line0 = u32::try_from(lineno.saturating_sub(1)).map_err(|_| LocationError::OutOfRange)?;
     let col0 = u32::try_from(colno.saturating_sub(1)).map_err(|_| LocationError::OutOfRange)?;
@@ -189,11 +198,12 @@ pub fn lookup(
     if src_line == u32::MAX {
         return Err(LocationError::NoSource);
     }
-    let function = match (minified, minified_function.map(last_segment)) {
-        (Some(file), Some(name)) if !name.is_empty() => file
+    let function = match (minified, minified_function) {
+        (Some(file), Some(runtime_name)) if !last_segment(runtime_name).is_empty() => file
             .view
-            .get_original_function_name(token, name)
-            .map(str::to_owned),
+            .get_original_function_name(token, last_segment(runtime_name))
+            .map(str::to_owned)
+            .or_else(|| scope_name(&map.map, file, line0, col0, runtime_name)),
         _ => None,
     };
     let mut original = Original {
@@ -209,7 +219,11 @@ pub fn lookup(
         context_line: None,
         post_context: Vec::new(),
     };
-    if let Some(view) = map.map.get_source_view(token.get_src_id()) {
+    let view = map
+        .map
+        .get_source_view(token.get_src_id())
+        .or_else(|| uploaded.get(&token.get_src_id()).map(|source| &source.view));
+    if let Some(view) = view {
         let col = src_col as usize;
         original.context_line = view.get_line(src_line).map(|l| trim_line(l, col));
         if original.context_line.is_some() {
@@ -224,6 +238,130 @@ pub fn lookup(
         }
     }
     Ok(original)
+}
+
+/// How many mappings before the position are searched for the function's binding.
+const SCOPE_SEARCH_TOKENS: usize = 1024;
+
+/// The original name of a function that has no `function NAME` of its own, the way the
+/// runtime named it: an arrow or anonymous function bound to a variable
+/// (`const handler = () => {}`, minified `var r=t=>{`) or assigned to a property
+/// (`registry.handleOrder = function () {}`, minified `o.handleOrder=function(t){`, which
+/// V8 reports as `o.handleOrder`), or an object literal's property (`{ onClick: () => {} }`).
+/// Walks back over the mappings before the position to the binding of the runtime's name
+/// followed by a function, and names each part by the map (`o` -> `registry`).
+///
+/// Why not symbolic's SourceMapCache, which parses the minified file into scopes: it
+/// compiles a whole JavaScript parser (swc) into the binary for what this covers in the
+/// shapes bundlers emit; its results would differ for class methods and nested scopes
+/// that reuse a minified name.
+fn scope_name(
+    map: &SourceMap,
+    file: &MinifiedFile,
+    line0: u32,
+    col0: u32,
+    runtime_name: &str,
+) -> Option<String> {
+    let name = runtime_name
+        .strip_prefix("new ")
+        .or_else(|| runtime_name.strip_prefix("async "))
+        .unwrap_or(runtime_name)
+        .trim();
+    let target = name.rsplit('.').next()?;
+    if target.is_empty() || !target.bytes().all(is_ident_byte) {
+        return None;
+    }
+    let mut idx = token_index_at(map, line0, col0)?;
+    for _ in 0..SCOPE_SEARCH_TOKENS {
+        let token = map.get_token(idx as usize)?;
+        let line = file.view.get_line(token.get_dst_line())?;
+        let start = token.get_dst_col() as usize;
+        if let Some(ident) = ident_at(line, start)
+            && ident == target
+            && binds_function(&line[start + ident.len()..])
+        {
+            let own = token.get_name().filter(|n| !n.is_empty()).unwrap_or(ident);
+            let mut parts = vec![own.to_owned()];
+            // `a.b.name=`: name the receivers too, each by its own mapping.
+            let mut end = start;
+            while end > 0 && line.as_bytes()[end - 1] == b'.' {
+                let seg_end = end - 1;
+                let seg_start = line[..seg_end]
+                    .bytes()
+                    .rposition(|b| !is_ident_byte(b))
+                    .map_or(0, |p| p + 1);
+                if seg_start == seg_end {
+                    break;
+                }
+                let minified_seg = &line[seg_start..seg_end];
+                let original = map
+                    .lookup_token(token.get_dst_line(), seg_start as u32)
+                    .filter(|t| {
+                        t.get_dst_line() == token.get_dst_line()
+                            && t.get_dst_col() as usize == seg_start
+                    })
+                    .and_then(|t| t.get_name().filter(|n| !n.is_empty()))
+                    .unwrap_or(minified_seg);
+                parts.push(original.to_owned());
+                end = seg_start;
+            }
+            parts.reverse();
+            return Some(parts.join("."));
+        }
+        idx = idx.checked_sub(1)?;
+    }
+    None
+}
+
+/// Index of the last mapping at or before (line, column).
+fn token_index_at(map: &SourceMap, line0: u32, col0: u32) -> Option<u32> {
+    let count = map.get_token_count();
+    let (mut lo, mut hi) = (0u32, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let t = map.get_token(mid as usize)?;
+        if (t.get_dst_line(), t.get_dst_col()) <= (line0, col0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo.checked_sub(1)
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+}
+
+/// The identifier starting at byte `start` of `line` (minified code is ASCII in practice;
+/// anything else is not an identifier here).
+fn ident_at(line: &str, start: usize) -> Option<&str> {
+    let rest = line.get(start..)?;
+    let len = rest.bytes().take_while(|b| is_ident_byte(*b)).count();
+    let ident = &rest[..len];
+    (len > 0 && !ident.as_bytes()[0].is_ascii_digit()).then_some(ident)
+}
+
+/// Whether the text after a name binds a function to it: `=` or `:` (not `==`, `=>`),
+/// then `function`, `async`, `(` or `param=>`.
+fn binds_function(after: &str) -> bool {
+    let after = after.trim_start();
+    let value = if let Some(v) = after.strip_prefix('=') {
+        if v.starts_with('=') || v.starts_with('>') {
+            return false;
+        }
+        v
+    } else if let Some(v) = after.strip_prefix(':') {
+        v
+    } else {
+        return false;
+    };
+    let value = value.trim_start();
+    if value.starts_with("function") || value.starts_with("async") || value.starts_with('(') {
+        return true;
+    }
+    let param = value.bytes().take_while(|b| is_ident_byte(*b)).count();
+    param > 0 && value[param..].trim_start().starts_with("=>")
 }
 
 /// `Object.foo` -> `foo`, `new Foo` -> `Foo`, `async bar` -> `bar`.
@@ -294,25 +432,48 @@ mod tests {
             br#"{"version":3,"sources":["a.js"],"sourcesContent":["let a = 1;\nthrow a;\n"],"names":[],"mappings":"AAAA;AACA"}"#,
         )
         .expect("a map");
-        assert_eq!(lookup(&map, None, 2, 1, None).map(|o| o.lineno), Ok(2));
         assert_eq!(
-            lookup(&map, None, 2, 1, None).map(|o| o.context_line),
+            lookup(&map, None, 2, 1, None, &HashMap::new()).map(|o| o.lineno),
+            Ok(2)
+        );
+        assert_eq!(
+            lookup(&map, None, 2, 1, None, &HashMap::new()).map(|o| o.context_line),
             Ok(Some("throw a;".into()))
         );
         assert_eq!(
-            lookup(&map, None, 3, 1, None),
+            lookup(&map, None, 3, 1, None, &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
         assert_eq!(
-            lookup(&map, None, u64::MAX, u64::MAX, Some("x")),
+            lookup(&map, None, u64::MAX, u64::MAX, Some("x"), &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
         let minified = MinifiedFile::parse(b"a();\nb();\n//# sourceMappingURL=a.js.map");
         assert_eq!(minified.map_ref.as_deref(), Some("a.js.map"));
         assert_eq!(
-            lookup(&map, Some(&minified), 2, 50, None),
+            lookup(&map, Some(&minified), 2, 50, None, &HashMap::new()),
             Err(LocationError::OutOfRange)
         );
+    }
+
+    #[test]
+    fn bindings_of_functions_are_recognised() {
+        for yes in [
+            "=function(t){",
+            "=t=>{",
+            "= async()=>1",
+            ":(e)=>e",
+            ": function(){",
+            "=(a,b)=>a",
+        ] {
+            assert!(binds_function(yes), "{yes}");
+        }
+        for no in ["==t", "=>t", "=1", "=t+1", ":t,", "(t){", ""] {
+            assert!(!binds_function(no), "{no}");
+        }
+        assert_eq!(ident_at("var r=t=>{", 4), Some("r"));
+        assert_eq!(ident_at("x=1", 2), None);
+        assert_eq!(ident_at("é", 1), None);
     }
 
     #[test]

@@ -98,8 +98,10 @@ pub(crate) struct Found {
     pub map_url: String,
     /// `debug-id` or `release`.
     pub resolved_with: &'static str,
-    /// Names the map and minified file by content, for the position memo.
+    /// Names the map, minified file and uploaded sources by content, for the position memo.
     pub content_key: String,
+    /// Uploaded `source` files for the map's sources without `sourcesContent`.
+    pub uploaded: files::UploadedSources,
 }
 
 /// Looked-up positions, by content and position: hot errors repeat the same frames, and
@@ -127,7 +129,14 @@ pub(crate) fn lookup_position(
     if let Some(hit) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return hit.clone();
     }
-    let result = files::lookup(map, found.minified.as_deref(), lineno, colno, function);
+    let result = files::lookup(
+        map,
+        found.minified.as_deref(),
+        lineno,
+        colno,
+        function,
+        &found.uploaded,
+    );
     let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
     if memo.len() >= MAX_POSITIONS {
         memo.clear();
@@ -571,8 +580,15 @@ async fn resolve(
         .collect();
     let maps = load_maps(db, &map_rows).await?;
 
-    let mut out = HashMap::with_capacity(reqs.len());
+    let mut out = Vec::with_capacity(reqs.len());
+    // The release (and dist) uploaded sources are looked up in, per outcome.
+    let mut source_release: Vec<Option<(String, Option<String>)>> = Vec::new();
     for ((r, step), at) in reqs.iter().zip(steps).zip(map_at) {
+        let release_of = |file: Option<&Artifact>| match file {
+            Some(f) if f.release.is_some() => f.release.clone().map(|v| (v, f.dist.clone())),
+            _ => r.release.clone().map(|v| (v, r.dist.clone())),
+        };
+        let mut release_here = None;
         let outcome = match (step, at) {
             (Step::Unmapped(status, message), _) => FileOutcome::Unmapped(status, message),
             (Step::ByReference { minified: file, .. }, None)
@@ -626,6 +642,7 @@ async fn resolve(
                     } => (Some(minified), minified.name.clone(), *resolved_with),
                     Step::Unmapped(..) => continue,
                 };
+                release_here = release_of(file);
                 let minified_file = file.and_then(|f| minified.get(&f.sha1).cloned());
                 let minified_sha1 = file.map(|f| f.sha1.as_str()).unwrap_or("-");
                 let (map, map_url, content_key) = match at {
@@ -655,12 +672,96 @@ async fn resolve(
                     map_url,
                     resolved_with,
                     content_key,
+                    uploaded: HashMap::new(),
                 })
             }
         };
-        out.insert(r.clone(), Arc::new(outcome));
+        out.push((r.clone(), outcome));
+        source_release.push(release_here);
     }
-    Ok(out)
+    attach_uploaded_sources(db, &mut out, &source_release).await?;
+    Ok(out.into_iter().map(|(r, o)| (r, Arc::new(o))).collect())
+}
+
+/// Most sources of one map whose uploaded files are looked up.
+const MAX_UPLOADED_SOURCES: u32 = 512;
+
+/// Context lines for maps without `sourcesContent`: the original sources uploaded as files
+/// of kind `source` in the same release (and dist), named by the URL the frame's file
+/// gets (the source joined to the map's URL, `~/` forms included). One query per
+/// organization for the whole batch.
+async fn attach_uploaded_sources(
+    db: &impl ConnectionTrait,
+    outcomes: &mut [(Request, FileOutcome)],
+    releases: &[Option<(String, Option<String>)>],
+) -> Result<(), DbErr> {
+    /// A map's source without content: outcome, source index, candidate URLs, release, dist.
+    type Wanted = (usize, u32, Vec<String>, String, Option<String>);
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut query: BTreeMap<i64, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (i, ((r, outcome), release)) in outcomes.iter().zip(releases).enumerate() {
+        let (FileOutcome::Found(found), Some((version, dist))) = (outcome, release) else {
+            continue;
+        };
+        let Ok(map) = &found.map else { continue };
+        let base = if found.map_url.starts_with("data:") {
+            &found.minified_url
+        } else {
+            &found.map_url
+        };
+        let sources = map.map.get_source_count().min(MAX_UPLOADED_SOURCES);
+        for src in 0..sources {
+            if map.map.get_source_contents(src).is_some() {
+                continue;
+            }
+            let Some(source) = map.map.get_source(src) else {
+                continue;
+            };
+            let candidates = urls::candidates(&urls::join(base, source));
+            let (versions, names) = query.entry(r.org).or_default();
+            versions.insert(version.clone());
+            names.extend(candidates.iter().cloned());
+            wanted.push((i, src, candidates, version.clone(), dist.clone()));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut rows: HashMap<i64, Vec<Artifact>> = HashMap::new();
+    for (org, (versions, names)) in &query {
+        let versions: Vec<String> = versions.iter().cloned().collect();
+        let names: Vec<String> = names.iter().cloned().collect();
+        let found = lookup::by_release_and_name(db, *org, &versions, &names).await?;
+        rows.insert(
+            *org,
+            found.into_iter().filter(|a| a.kind == "source").collect(),
+        );
+    }
+    let mut chosen: Vec<(usize, u32, Artifact)> = Vec::new();
+    for (i, src, candidates, version, dist) in wanted {
+        let org = outcomes[i].0.org;
+        let hit = candidates.iter().find_map(|c| {
+            rows.get(&org)?.iter().find(|a| {
+                &a.name == c
+                    && a.release.as_deref() == Some(&version)
+                    && a.has_dist(dist.as_deref())
+            })
+        });
+        if let Some(a) = hit {
+            chosen.push((i, src, a.clone()));
+        }
+    }
+    let artifacts: Vec<&Artifact> = chosen.iter().map(|(_, _, a)| a).collect();
+    // Source texts share the minified files' cache (same shape: text with a line index).
+    let (texts, _unreadable) = load_minified(db, &artifacts).await?;
+    for (i, src, a) in &chosen {
+        if let (FileOutcome::Found(found), Some(text)) = (&mut outcomes[*i].1, texts.get(&a.sha1)) {
+            found.uploaded.insert(*src, text.clone());
+            found.content_key.push(':');
+            found.content_key.push_str(&a.sha1);
+        }
+    }
+    Ok(())
 }
 
 /// The minified file for a request, by debug id first, then by release and URL.
