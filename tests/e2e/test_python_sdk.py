@@ -59,7 +59,9 @@ def test_python_exception_and_message_are_stored(server):
     assert payload["user"]["id"] == "42"
     crumbs = [b.get("message") for b in payload["breadcrumbs"]["values"]]
     assert crumbs[:2] == ["user logged in", "added item 7"]
-    assert payload["sdk"]["name"] == "sentry.python"
+    # "sentry.python", or "sentry.python.<framework>" when the SDK finds one installed
+    # (the e2e venv has Flask, through moto): the SDK names itself either way.
+    assert payload["sdk"]["name"].startswith("sentry.python"), payload["sdk"]
 
     msg = server.wait_for_event(ids["message"])
     assert msg["level"] == "warning"
