@@ -843,6 +843,7 @@ async fn resymbolicate_maps_events_stored_before_the_upload() {
             payload: Some(serde_json::value::to_raw_value(&payload).expect("raw")),
             payload_zstd: None,
             traceparent: None,
+            payload_lz4: None,
         };
         pipeline.process(job).await.expect("stored");
         let row = db

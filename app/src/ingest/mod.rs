@@ -18,7 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use faultline_core::body::{decode_body, decode_body_bytes};
 use faultline_core::config::Limits;
-use faultline_core::jobs::{EventJob, PayloadKind};
+use faultline_core::jobs::{JobHead, PayloadKind};
 use faultline_core::protocol::auth::{self, ClientAuth};
 use faultline_core::protocol::envelope::{Envelope, ItemType};
 use futures_util::StreamExt;
@@ -230,8 +230,20 @@ fn status(code: u16) -> StatusCode {
 }
 
 /// Reads the request body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, IngestError> {
-    let mut buf = bytes::BytesMut::new();
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, IngestError> {
+    // Sized from Content-Length, so a typical body is copied once instead of growing chunk
+    // by chunk; at most 1 MiB up front, whatever the header claims (a client that announces
+    // 20 MiB and sends nothing must not make us reserve it).
+    let expected = header_str(req.headers(), "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(limit)
+        .min(1 << 20);
+    let mut buf = bytes::BytesMut::with_capacity(expected);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             IngestError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
@@ -327,17 +339,17 @@ fn is_json_object(payload: &[u8]) -> bool {
 }
 
 /// Request metadata that goes into every job.
-struct JobMeta {
+struct JobMeta<'a> {
     project_id: i64,
     received_ms: i64,
     client_ip: Option<String>,
     sent_at: Option<String>,
-    envelope_sdk: Option<String>,
+    envelope_sdk: Option<&'a serde_json::Value>,
     /// W3C trace context of the request, so the worker's span continues its trace.
     traceparent: Option<String>,
 }
 
-fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
+fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta<'static> {
     let info = req.connection_info();
     let client_ip = info.realip_remote_addr().map(|a| {
         // `realip_remote_addr` may carry a port for the peer address.
@@ -355,45 +367,37 @@ fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta {
     }
 }
 
-/// Serializes a job around the already-validated payload, compressed, without re-encoding
-/// the JSON.
-fn job_bytes(meta: &JobMeta, event_id: &str, kind: PayloadKind, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 256);
-    let head = serde_json::json!({
-        "project_id": meta.project_id,
-        "event_id": event_id,
-        "received_ms": meta.received_ms,
-        "client_ip": meta.client_ip,
-        "sent_at": meta.sent_at,
-        "kind": kind,
-    });
-    // `head` is an object: drop its closing brace and append the raw fields.
-    let head = head.to_string();
-    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-    if let Some(tp) = &meta.traceparent {
-        // `00-<32 hex>-<16 hex>-<2 hex>`, made by the propagator: nothing to escape.
-        out.extend_from_slice(b",\"traceparent\":\"");
-        out.extend_from_slice(tp.as_bytes());
-        out.push(b'"');
-    }
-    if let Some(sdk) = &meta.envelope_sdk {
-        out.extend_from_slice(b",\"envelope_sdk\":");
-        out.extend_from_slice(sdk.as_bytes());
-    }
-    match EventJob::pack_payload(payload) {
-        Ok(packed) => {
-            // Base64 needs no JSON escaping.
-            out.extend_from_slice(b",\"payload_zstd\":\"");
-            out.extend_from_slice(packed.as_bytes());
-            out.push(b'"');
-        }
-        Err(_) => {
-            out.extend_from_slice(b",\"payload\":");
-            out.extend_from_slice(payload);
-        }
-    }
-    out.push(b'}');
-    out
+/// Serializes a job around the already-validated payload, compressed, in the queue's wire
+/// form (a binary frame for the embedded queue, JSON for Redis).
+fn job_bytes(
+    state: &IngestState,
+    meta: &JobMeta<'_>,
+    event_id: &str,
+    kind: PayloadKind,
+    payload: &[u8],
+) -> Result<Vec<u8>, IngestError> {
+    let head = JobHead {
+        project_id: meta.project_id,
+        event_id,
+        received_ms: meta.received_ms,
+        client_ip: meta.client_ip.as_deref(),
+        sent_at: meta.sent_at.as_deref(),
+        envelope_sdk: meta.envelope_sdk,
+        kind,
+        traceparent: meta.traceparent.as_deref(),
+    };
+    let bytes = if state.queue.takes_frames() {
+        head.frame(payload)
+    } else {
+        head.json(payload)
+    };
+    bytes.map_err(|e| {
+        tracing::error!(error = %e, "cannot serialize a job");
+        IngestError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "event could not be queued",
+        )
+    })
 }
 
 /// The event id to answer with: envelope header, else payload, else a new one.
@@ -474,7 +478,7 @@ async fn envelope_request(
 ) -> Result<HttpResponse, IngestError> {
     let project_id = project_id(&req)?;
     let header_auth = request_auth(&req)?;
-    let body = read_body(payload, state.limits.max_envelope_size).await?;
+    let body = read_body(&req, payload, state.limits.max_envelope_size).await?;
     let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
     handle_envelope(&req, &state, project_id, header_auth, body).await
 }
@@ -572,17 +576,13 @@ async fn accept_envelope(
     let event_id = pick_event_id(header_id, probe.event_id.as_ref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
-    meta.envelope_sdk = envelope.headers.sdk.as_ref().map(|v| v.to_string());
+    meta.envelope_sdk = envelope.headers.sdk.as_ref();
     let kind = match item.headers.ty {
         ItemType::Event => PayloadKind::Event,
         _ => PayloadKind::SecurityReport,
     };
-    enqueue(
-        state,
-        project_id,
-        job_bytes(&meta, &event_id, kind, &item.payload),
-    )
-    .await?;
+    let job = job_bytes(state, &meta, &event_id, kind, &item.payload)?;
+    enqueue(state, project_id, job).await?;
     Ok(ok_id(Some(&event_id)))
 }
 
@@ -609,7 +609,7 @@ async fn store_request(
     } else {
         state.limits.max_event_size
     };
-    let body = read_body(payload, compressed_limit).await?;
+    let body = read_body(&req, payload, compressed_limit).await?;
     if is_envelope {
         let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
         return handle_envelope(&req, &state, project_id, header_auth, body).await;
@@ -662,12 +662,8 @@ async fn accept_store_body(
     } else {
         Bytes::from(replace_non_finite(&body))
     };
-    enqueue(
-        state,
-        project_id,
-        job_bytes(&meta, &event_id, PayloadKind::Event, &body),
-    )
-    .await?;
+    let job = job_bytes(state, &meta, &event_id, PayloadKind::Event, &body)?;
+    enqueue(state, project_id, job).await?;
     Ok(ok_id(Some(&event_id)))
 }
 
@@ -747,7 +743,7 @@ async fn security_request(
     let key = authorize(&state, &auth, project_id).await?;
     let project_id = key.project_id;
     let in_project = |e: IngestError| e.in_project(project_id);
-    let body = read_body(payload, state.limits.max_event_size)
+    let body = read_body(&req, payload, state.limits.max_event_size)
         .await
         .map_err(in_project)?;
     let body = decode(&req, body, state.limits.max_event_size).map_err(in_project)?;
@@ -760,13 +756,9 @@ async fn security_request(
     admit(&state, &key).map_err(in_project)?;
     let event_id = uuid::Uuid::new_v4().simple().to_string();
     let meta = job_meta(&req, project_id);
-    enqueue(
-        &state,
-        project_id,
-        job_bytes(&meta, &event_id, PayloadKind::SecurityReport, &body),
-    )
-    .await
-    .map_err(in_project)?;
+    let job = job_bytes(&state, &meta, &event_id, PayloadKind::SecurityReport, &body)
+        .map_err(in_project)?;
+    enqueue(&state, project_id, job).await.map_err(in_project)?;
     Ok(ok_id(Some(&event_id)))
 }
 
@@ -846,30 +838,44 @@ mod tests {
     }
 
     #[test]
-    fn job_embeds_payload_verbatim() {
+    fn job_frames_carry_the_metadata_and_payload() {
+        let sdk = serde_json::json!({"name": "sentry.python"});
         let meta = JobMeta {
             project_id: 3,
             received_ms: 1,
             client_ip: Some("127.0.0.1".into()),
             sent_at: None,
-            envelope_sdk: Some(r#"{"name":"sentry.python"}"#.into()),
+            envelope_sdk: Some(&sdk),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         };
-        let bytes = job_bytes(&meta, "ab", PayloadKind::Event, br#"{"message":"hi"}"#);
-        let job: faultline_core::jobs::EventJob =
-            serde_json::from_slice(&bytes).expect("job parses");
-        assert_eq!(job.project_id, 3);
-        assert_eq!(
-            job.traceparent.as_deref(),
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-        );
-        assert_eq!(
-            &*job.payload_bytes(1 << 20).expect("payload"),
-            br#"{"message":"hi"}"#
-        );
-        assert_eq!(
-            job.envelope_sdk.map(|s| s.get().to_string()).as_deref(),
-            Some(r#"{"name":"sentry.python"}"#)
-        );
+        let head = JobHead {
+            project_id: meta.project_id,
+            event_id: "ab",
+            received_ms: meta.received_ms,
+            client_ip: meta.client_ip.as_deref(),
+            sent_at: None,
+            envelope_sdk: meta.envelope_sdk,
+            kind: PayloadKind::Event,
+            traceparent: meta.traceparent.as_deref(),
+        };
+        for bytes in [
+            head.frame(br#"{"message":"hi"}"#).expect("frame"),
+            head.json(br#"{"message":"hi"}"#).expect("json"),
+        ] {
+            let job = faultline_core::jobs::EventJob::decode(&bytes).expect("job decodes");
+            assert_eq!(job.project_id, 3);
+            assert_eq!(
+                job.traceparent.as_deref(),
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            );
+            assert_eq!(
+                &*job.payload_bytes(1 << 20).expect("payload"),
+                br#"{"message":"hi"}"#
+            );
+            assert_eq!(
+                job.envelope_sdk.map(|s| s.get().to_string()).as_deref(),
+                Some(r#"{"name":"sentry.python"}"#)
+            );
+        }
     }
 }

@@ -99,6 +99,9 @@ impl Queue {
             tracing::error!(error = %e, "cannot start the queue committer thread");
         }
         tokio::spawn(depth_gauge(backend.clone(), depth.clone()));
+        if let Backend::Sqlite(pool) = &backend {
+            tokio::spawn(sqlite::checkpointer(pool.clone()));
+        }
         Queue { tx, backend, depth }
     }
 
@@ -114,6 +117,12 @@ impl Queue {
             Ok(Err(e)) => Err(QueueError::Write(e)),
             Err(_) => Err(QueueError::Closed),
         }
+    }
+
+    /// Whether jobs are written as binary frames (the embedded queue) rather than JSON
+    /// (Redis, whose apalis storage decodes JSON only).
+    pub fn takes_frames(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
     }
 
     /// Jobs waiting or running, as last measured (refreshed every second).

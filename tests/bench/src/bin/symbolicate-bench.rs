@@ -245,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
                 payload: None,
                 payload_zstd: Some(EventJob::pack_payload(payload.as_bytes()).expect("pack")),
                 traceparent: None,
+                payload_lz4: None,
             }
         })
         .collect();
