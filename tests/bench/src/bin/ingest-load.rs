@@ -42,9 +42,12 @@ struct Args {
     /// Distinct issues the events are spread over.
     #[arg(long, default_value_t = 1000)]
     issues: usize,
-    /// PID of the server, to report its peak RSS.
+    /// PID of the server, to report its peak RSS and the CPU it used per accepted event.
     #[arg(long)]
     pid: Option<u32>,
+    /// Threads of the generator's runtime (one is the least CPU per request).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 struct Target {
@@ -72,21 +75,43 @@ fn parse_dsn(dsn: &str) -> anyhow::Result<Target> {
     })
 }
 
-/// Pre-built request bodies: uncompressed ones get a fresh id written in place per
-/// request; gzip ones are built in advance (one distinct id each) so the generator does
+/// Pre-built requests (head and body in one buffer, written with one syscall, as an HTTP
+/// client with a buffered writer does): uncompressed ones get a fresh id written in place
+/// per request; gzip ones are built in advance (one distinct id each) so the generator does
 /// not spend the CPU the server needs.
 struct Bodies {
+    /// Request bytes and the offsets of the event id placeholder in them.
     plain: Vec<(Vec<u8>, Vec<usize>)>,
     gzip: Vec<Vec<u8>>,
+    /// Average uncompressed envelope size.
+    avg_envelope: usize,
 }
 
-fn build_bodies(issues: usize, gzip_count: usize) -> Bodies {
+fn request(target: &Target, body: &[u8], encoding: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nX-Sentry-Auth: Sentry sentry_key={}, sentry_version=7, sentry_client=faultline-bench/1\r\n\
+         Content-Type: application/x-sentry-envelope\r\n{}Content-Length: {}\r\n\r\n",
+        target.path,
+        target.host,
+        target.key,
+        encoding,
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+fn build_bodies(target: &Target, issues: usize, gzip_count: usize) -> Bodies {
     let placeholder = faultline_bench::ID_PLACEHOLDER;
-    let plain = (0..64)
+    let mut total = 0;
+    let plain: Vec<(Vec<u8>, Vec<usize>)> = (0..64)
         .map(|v| {
             let body = envelope(&realistic_event(v % issues.max(1), placeholder, v));
-            let positions = find_all(&body, placeholder.as_bytes());
-            (body, positions)
+            total += body.len();
+            let req = request(target, &body, "");
+            let positions = find_all(&req, placeholder.as_bytes());
+            (req, positions)
         })
         .collect();
     let gzip = (0..gzip_count)
@@ -98,10 +123,36 @@ fn build_bodies(issues: usize, gzip_count: usize) -> Bodies {
             ));
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             let _ = enc.write_all(&body);
-            enc.finish().unwrap_or_default()
+            request(
+                target,
+                &enc.finish().unwrap_or_default(),
+                "Content-Encoding: gzip\r\n",
+            )
         })
         .collect();
-    Bodies { plain, gzip }
+    Bodies {
+        avg_envelope: total / plain.len().max(1),
+        plain,
+        gzip,
+    }
+}
+
+/// A 32-hex event id from the connection's random state (no syscall per id).
+fn write_event_id(state: &mut u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for chunk in out.chunks_mut(16) {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // splitmix64 output of the LCG state: well spread bits for the id.
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^= z >> 31;
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = HEX[((z >> (i * 4)) & 0xf) as usize];
+        }
+    }
 }
 
 fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
@@ -133,6 +184,8 @@ async fn connection(
     let mut stream: Option<TcpStream> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut n: u64 = seed;
+    let mut id_state: u64 = seed ^ 0x9e3779b97f4a7c15 ^ std::process::id() as u64;
+    let mut scratch = Vec::new();
     let mut next = Instant::now()
         + interval
             .map(|i| i.mul_f64((seed % 97) as f64 / 97.0))
@@ -149,29 +202,19 @@ async fn connection(
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let use_gzip = (n >> 33) % 100 < gzip_percent && !bodies.gzip.is_empty();
-        let (body, encoding): (Vec<u8>, &str) = if use_gzip {
-            (
-                bodies.gzip[((n >> 20) as usize) % bodies.gzip.len()].clone(),
-                "Content-Encoding: gzip\r\n",
-            )
+        let request: &[u8] = if use_gzip {
+            &bodies.gzip[((n >> 20) as usize) % bodies.gzip.len()]
         } else {
             let (template, positions) = &bodies.plain[((n >> 20) as usize) % bodies.plain.len()];
-            let mut body = template.clone();
-            let id = faultline_bench::new_event_id();
+            scratch.clear();
+            scratch.extend_from_slice(template);
+            let mut id = [0u8; 32];
+            write_event_id(&mut id_state, &mut id);
             for p in positions {
-                body[*p..*p + 32].copy_from_slice(id.as_bytes());
+                scratch[*p..*p + 32].copy_from_slice(&id);
             }
-            (body, "")
+            &scratch
         };
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nX-Sentry-Auth: Sentry sentry_key={}, sentry_version=7, sentry_client=faultline-bench/1\r\n\
-             Content-Type: application/x-sentry-envelope\r\n{}Content-Length: {}\r\n\r\n",
-            target.path,
-            target.host,
-            target.key,
-            encoding,
-            body.len()
-        );
         let started = Instant::now();
         counters.sent.fetch_add(1, Ordering::Relaxed);
         let result = async {
@@ -183,8 +226,7 @@ async fn connection(
             let s = stream
                 .as_mut()
                 .ok_or_else(|| std::io::Error::other("no stream"))?;
-            s.write_all(head.as_bytes()).await?;
-            s.write_all(&body).await?;
+            s.write_all(request).await?;
             read_response(s, &mut buf).await
         }
         .await;
@@ -255,19 +297,43 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run(args))
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let target = Arc::new(parse_dsn(&args.dsn)?);
     let duration = Duration::from_secs(args.duration.clamp(1, 120));
     let gzip_count = if args.gzip_percent > 0 { 20_000 } else { 0 };
     eprintln!("building {gzip_count} gzip bodies and 64 templates ...");
-    let bodies = Arc::new(build_bodies(args.issues, gzip_count));
-    let avg: usize =
-        bodies.plain.iter().map(|(b, _)| b.len()).sum::<usize>() / bodies.plain.len().max(1);
+    let bodies = Arc::new(build_bodies(&target, args.issues, gzip_count));
+    let avg = bodies.avg_envelope;
     let counters = Arc::new(Counters::default());
     let interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
+    let server_cpu_before = args.pid.and_then(|p| cpu_seconds(&p.to_string()));
+    let own_cpu_before = cpu_seconds("self");
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..args.connections)
@@ -288,6 +354,14 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await?);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu = args
+        .pid
+        .and_then(|p| cpu_seconds(&p.to_string()))
+        .zip(server_cpu_before)
+        .map(|(after, before)| after - before);
+    let own_cpu = cpu_seconds("self")
+        .zip(own_cpu_before)
+        .map(|(after, before)| after - before);
     latencies.sort_unstable();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -328,6 +402,19 @@ async fn main() -> anyhow::Result<()> {
     println!("latency p50:       {:.2} ms", pct(0.50));
     println!("latency p99:       {:.2} ms", pct(0.99));
     println!("latency max:       {:.2} ms", pct(1.0));
+    let per_event = |cpu: f64| cpu * 1e6 / accepted.max(1) as f64;
+    if let Some(cpu) = own_cpu {
+        println!(
+            "generator CPU:     {cpu:.2} s ({:.0} us per accepted event)",
+            per_event(cpu)
+        );
+    }
+    if let Some(cpu) = server_cpu {
+        println!(
+            "server CPU:        {cpu:.2} s ({:.0} us per accepted event)",
+            per_event(cpu)
+        );
+    }
     if let Some(pid) = args.pid {
         match peak_rss_kib(pid) {
             Some(kib) => println!("server peak RSS:   {:.1} MiB", kib as f64 / 1024.0),
