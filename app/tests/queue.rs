@@ -40,11 +40,35 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
         .enqueue(job("[1, 2, 3]", "00000000000000000000000000000001"))
         .await
         .expect("enqueue poison");
+    // A damaged frame (what a torn or corrupted queue.db row would hold): not decodable.
+    queue
+        .enqueue(b"FLJ1\x05\x00\x00\x00{}".to_vec())
+        .await
+        .expect("enqueue damaged frame");
     let good = "0123456789abcdef0123456789abcdef";
     queue
         .enqueue(job(r#"{"message": "fine"}"#, good))
         .await
         .expect("enqueue good");
+    // A good job in the form ingest writes (a frame with an lz4 payload).
+    let framed = "fedcba9876543210fedcba9876543210";
+    let head = faultline_core::jobs::JobHead {
+        project_id,
+        event_id: framed,
+        received_ms: 1,
+        client_ip: None,
+        sent_at: None,
+        envelope_sdk: None,
+        kind: faultline_core::jobs::PayloadKind::Event,
+        traceparent: None,
+    };
+    queue
+        .enqueue(
+            head.frame(br#"{"message": "framed and fine"}"#)
+                .expect("frame"),
+        )
+        .await
+        .expect("enqueue framed");
 
     let worker = faultline_app::worker_runtime::spawn(db.clone(), Backend::Sqlite(pool))
         .await
@@ -52,15 +76,25 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let report = queue.report(10).await.expect("report");
-        if report.dead.len() == 1 {
-            assert!(report.dead[0].0.parse::<u64>().is_ok(), "a job id");
+        if report.dead.len() == 2 {
             assert!(
-                report.dead[0]
-                    .2
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("invalid event payload"),
+                report.dead.iter().all(|d| d.0.parse::<u64>().is_ok()),
+                "job ids"
+            );
+            let errors: Vec<&str> = report
+                .dead
+                .iter()
+                .map(|d| d.2.as_deref().unwrap_or_default())
+                .collect();
+            assert!(
+                errors.iter().any(|e| e.contains("invalid event payload")),
                 "{report:?}"
+            );
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("neither a frame nor JSON")),
+                "the damaged frame is dead with its reason: {report:?}"
             );
             break;
         }
@@ -73,17 +107,66 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     let stored = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT COUNT(*) FROM events WHERE event_id = '{good}'"),
+            format!("SELECT COUNT(*) FROM events WHERE event_id IN ('{good}', '{framed}')"),
         ))
         .await
         .expect("query")
         .expect("row")
         .try_get_by_index::<i64>(0)
         .expect("count");
-    assert_eq!(stored, 1, "the good job behind the poison one was stored");
+    assert_eq!(
+        stored, 2,
+        "the good jobs behind the poison ones were stored"
+    );
     // Operators can put dead jobs back.
-    assert_eq!(queue.retry_dead().await.expect("retry"), 1);
+    assert_eq!(queue.retry_dead().await.expect("retry"), 2);
     worker.stop().await;
+}
+
+/// Producers do not checkpoint inside their commits; the background checkpointer keeps the
+/// WAL bounded under steady writes (without it, the WAL holds everything ever written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_keeps_the_wal_bounded() {
+    let dir = temp_dir("faultline-wal");
+    let path = dir.join("queue.db");
+    let pool = open_sqlite(&path).await.expect("queue");
+    let restart = 1024 * 1024;
+    tokio::spawn(sqlite::checkpointer(pool.clone(), restart));
+    // Payloads that do not compress: 8 rounds of 2 MiB, 16 MiB in all.
+    let mut seed = 1u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect()
+    };
+    for _ in 0..8 {
+        let jobs: Vec<Vec<u8>> = (0..512).map(|_| noise(4096)).collect();
+        sqlite::insert_batch(&pool, &jobs).await.expect("insert");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let wal = std::fs::metadata(dir.join("queue.db-wal"))
+        .expect("wal")
+        .len();
+    assert!(
+        wal < 8 * 1024 * 1024,
+        "WAL grew to {wal} bytes for 16 MiB written; it restarts past {restart}"
+    );
+    let jobs: i64 = sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM queue_jobs")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        jobs,
+        8 * 512,
+        "every job is still there after the checkpoints"
+    );
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn temp_dir(prefix: &str) -> std::path::PathBuf {

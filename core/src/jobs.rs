@@ -61,6 +61,9 @@ pub struct EventJob {
     /// Or the payload as a length-prefixed lz4 block, from a frame (never in JSON).
     #[serde(skip)]
     pub payload_lz4: Option<Vec<u8>>,
+    /// Why the queued bytes could not be read as a job ([`EventJob::undecodable`]).
+    #[serde(skip)]
+    pub decode_error: Option<String>,
 }
 
 /// The first bytes of a framed job (a JSON job starts with `{`).
@@ -88,12 +91,7 @@ impl JobHead<'_> {
         let raw_len = u32::try_from(payload.len())
             .map_err(|_| JobError::Corrupt("payload larger than 4 GiB".into()))?;
         let max = lz4_flex::block::get_maximum_output_size(payload.len());
-        let mut out = Vec::with_capacity(12 + 256 + max);
-        out.extend_from_slice(FRAME_MAGIC);
-        out.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut out, self).map_err(|e| JobError::Corrupt(e.to_string()))?;
-        let head_len = (out.len() - 8) as u32;
-        out[4..8].copy_from_slice(&head_len.to_le_bytes());
+        let mut out = frame_head(self, 4 + max)?;
         out.extend_from_slice(&raw_len.to_le_bytes());
         let start = out.len();
         out.resize(start + max, 0);
@@ -141,14 +139,31 @@ impl EventJob {
         let Some(packed) = &self.payload_lz4 else {
             return serde_json::to_vec(self).map_err(|e| JobError::Corrupt(e.to_string()));
         };
-        let mut out = Vec::with_capacity(8 + 256 + packed.len());
-        out.extend_from_slice(FRAME_MAGIC);
-        out.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut out, self).map_err(|e| JobError::Corrupt(e.to_string()))?;
-        let head_len = (out.len() - 8) as u32;
-        out[4..8].copy_from_slice(&head_len.to_le_bytes());
+        let mut out = frame_head(self, packed.len())?;
+        // Already length-prefixed and compressed.
         out.extend_from_slice(packed);
         Ok(out)
+    }
+
+    /// A stand-in for queued bytes that are no job at all (a damaged row): the pipeline
+    /// refuses it like any invalid payload, so it ends in the dead-letter state with this
+    /// reason. A decoding error inside apalis would instead stop the whole worker, and the
+    /// restarted worker would fetch the same job again, blocking every job behind it.
+    pub fn undecodable(error: &JobError) -> EventJob {
+        EventJob {
+            project_id: 0,
+            event_id: String::new(),
+            received_ms: 0,
+            client_ip: None,
+            sent_at: None,
+            envelope_sdk: None,
+            kind: PayloadKind::Event,
+            payload: None,
+            payload_zstd: None,
+            traceparent: None,
+            payload_lz4: None,
+            decode_error: Some(error.to_string()),
+        }
     }
 
     /// Reads a job in either wire form (frame or JSON).
@@ -172,6 +187,9 @@ impl EventJob {
     /// The payload bytes, decompressing when needed (at most `limit` bytes).
     pub fn payload_bytes(&self, limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, JobError> {
         use base64::Engine;
+        if let Some(error) = &self.decode_error {
+            return Err(JobError::Undecodable(error.clone()));
+        }
         if let Some(raw) = &self.payload {
             return Ok(std::borrow::Cow::Borrowed(raw.get().as_bytes()));
         }
@@ -202,6 +220,19 @@ impl EventJob {
     }
 }
 
+/// A frame up to its payload: the magic, the head's length and the head, with room for
+/// `payload_capacity` more bytes.
+fn frame_head(head: &impl Serialize, payload_capacity: usize) -> Result<Vec<u8>, JobError> {
+    let mut out = Vec::with_capacity(8 + 256 + payload_capacity);
+    out.extend_from_slice(FRAME_MAGIC);
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut out, head).map_err(|e| JobError::Corrupt(e.to_string()))?;
+    let head_len = u32::try_from(out.len() - 8)
+        .map_err(|_| JobError::Corrupt("job head larger than 4 GiB".into()))?;
+    out[4..8].copy_from_slice(&head_len.to_le_bytes());
+    Ok(out)
+}
+
 /// A little-endian u32 length and what follows it.
 fn split_u32(bytes: &[u8]) -> Result<(usize, &[u8]), JobError> {
     match bytes.split_first_chunk::<4>() {
@@ -229,6 +260,7 @@ mod tests {
             payload_zstd: Some(EventJob::pack_payload(raw).expect("pack")),
             traceparent: None,
             payload_lz4: None,
+            decode_error: None,
         };
         let json = serde_json::to_vec(&job).expect("serialize");
         let back: EventJob = serde_json::from_slice(&json).expect("deserialize");

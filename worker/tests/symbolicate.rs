@@ -844,6 +844,7 @@ async fn resymbolicate_maps_events_stored_before_the_upload() {
             payload_zstd: None,
             traceparent: None,
             payload_lz4: None,
+            decode_error: None,
         };
         pipeline.process(job).await.expect("stored");
         let row = db

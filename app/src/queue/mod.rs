@@ -100,7 +100,10 @@ impl Queue {
         }
         tokio::spawn(depth_gauge(backend.clone(), depth.clone()));
         if let Backend::Sqlite(pool) = &backend {
-            tokio::spawn(sqlite::checkpointer(pool.clone()));
+            tokio::spawn(sqlite::checkpointer(
+                pool.clone(),
+                sqlite::WAL_RESTART_BYTES,
+            ));
         }
         Queue { tx, backend, depth }
     }

@@ -126,7 +126,7 @@ pub async fn open(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
 }
 
 /// Once the WAL is this large, the checkpointer restarts it.
-const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;
+pub const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Copies the WAL into `queue.db` in the background, for producer pools (which do not
 /// checkpoint in their commits). Every 100 ms a PASSIVE checkpoint copies what is committed,
@@ -134,8 +134,9 @@ const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;
 /// the WAL would only grow (and every commit would extend the file, which costs fdatasync a
 /// metadata write); once it passes [`WAL_RESTART_BYTES`] a RESTART checkpoint, right after a
 /// PASSIVE one has left it little to copy, holds writers for that remainder and makes the
-/// next commit start the WAL over. Runs until the pool closes.
-pub async fn checkpointer(pool: SqlitePool) {
+/// next commit start the WAL over. Runs until the pool closes. (`restart_bytes` is
+/// [`WAL_RESTART_BYTES`] but for tests.)
+pub async fn checkpointer(pool: SqlitePool, restart_bytes: u64) {
     let wal = {
         let mut name = pool.connect_options().get_filename().as_os_str().to_owned();
         name.push("-wal");
@@ -153,7 +154,7 @@ pub async fn checkpointer(pool: SqlitePool) {
             continue;
         }
         let wal_bytes = tokio::fs::metadata(&wal).await.map_or(0, |m| m.len());
-        if wal_bytes > WAL_RESTART_BYTES
+        if wal_bytes > restart_bytes
             && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
                 .execute(&pool)
                 .await
@@ -650,7 +651,8 @@ fn task_id(task: &Task<Vec<u8>>) -> Option<i64> {
 }
 
 /// How jobs in `queue.db` are read: ingest writes frames (`EventJob::decode`); JSON jobs
-/// of earlier versions still decode.
+/// of earlier versions still decode; bytes that are neither become a job the pipeline
+/// refuses, so they go dead instead of stopping the worker.
 #[derive(Debug, Clone, Default)]
 pub struct JobCodec;
 
@@ -664,7 +666,9 @@ impl Codec<faultline_core::jobs::EventJob> for JobCodec {
     }
 
     fn decode(&self, bytes: &Vec<u8>) -> Result<faultline_core::jobs::EventJob, Self::Error> {
-        faultline_core::jobs::EventJob::decode(bytes)
+        // Never an error here: see `EventJob::undecodable`.
+        Ok(faultline_core::jobs::EventJob::decode(bytes)
+            .unwrap_or_else(|e| faultline_core::jobs::EventJob::undecodable(&e)))
     }
 }
 

@@ -14,7 +14,7 @@ use anyhow::bail;
 use clap::Parser;
 use faultline_bench::{new_event_id, realistic_event};
 use faultline_core::db::testing;
-use faultline_core::jobs::{EventJob, PayloadKind};
+use faultline_core::jobs::{EventJob, JobHead, PayloadKind};
 use faultline_worker::pipeline::Pipeline;
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::sync::Semaphore;
@@ -81,19 +81,20 @@ async fn main() -> anyhow::Result<()> {
             let id = new_event_id();
             let payload = realistic_event(i % args.issues, &id, i).to_string();
             bytes += payload.len();
-            EventJob {
+            // The job exactly as ingest writes it to the embedded queue (a frame, lz4).
+            let frame = JobHead {
                 project_id,
-                event_id: id,
+                event_id: &id,
                 received_ms: now,
-                client_ip: Some("127.0.0.1".into()),
+                client_ip: Some("127.0.0.1"),
                 sent_at: None,
                 envelope_sdk: None,
                 kind: PayloadKind::Event,
-                payload: None,
-                payload_zstd: Some(EventJob::pack_payload(payload.as_bytes()).expect("pack")),
                 traceparent: None,
-                payload_lz4: None,
             }
+            .frame(payload.as_bytes())
+            .expect("frame");
+            EventJob::decode(&frame).expect("decode")
         })
         .collect();
 

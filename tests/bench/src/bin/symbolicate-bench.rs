@@ -246,6 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 payload_zstd: Some(EventJob::pack_payload(payload.as_bytes()).expect("pack")),
                 traceparent: None,
                 payload_lz4: None,
+                decode_error: None,
             }
         })
         .collect();
