@@ -12,12 +12,13 @@ use faultline_worker::normalize::{NormalizeContext, normalize};
 use serde_json::{Map, Value};
 
 /// Where the fixtures are: `$FAULTLINE_SHARED/fixtures/...`, else next to the repository.
+/// The corpus travels with the repository (`tests/fixtures/sentry-grouping`, a copy of
+/// `shared/fixtures/sentry-grouping`; its README says where each file came from), so a
+/// fresh clone runs it; `FAULTLINE_SHARED` points at another copy of `shared/`.
 fn fixtures_dir() -> PathBuf {
     match std::env::var_os("FAULTLINE_SHARED") {
         Some(shared) => PathBuf::from(shared).join("fixtures/sentry-grouping"),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/sentry-grouping")
-        }
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sentry-grouping"),
     }
 }
 
