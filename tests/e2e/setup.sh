@@ -49,6 +49,16 @@ if [ ! -f "$WORK/venv/.stamp-s3-v1" ]; then
   touch "$WORK/venv/.stamp-s3-v1"
 fi
 
+# `nginx -t` checks deploy/nginx/faultline.conf. Debian's package unpacked into the work
+# folder, not installed: installing it would start a daemon on port 80.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x "$WORK/nginx/usr/sbin/nginx" ]; then
+  echo "unpacking nginx from Debian into $WORK/nginx"
+  rm -rf "$WORK/nginx.deb" && mkdir -p "$WORK/nginx.deb"
+  (cd "$WORK/nginx.deb" && apt-get download -qq nginx 2>/dev/null || { apt-get update -qq >/dev/null && apt-get download -qq nginx; })
+  dpkg -x "$WORK"/nginx.deb/nginx_*.deb "$WORK/nginx"
+  rm -rf "$WORK/nginx.deb"
+fi
+
 # `docker compose config` validates docker-compose.yml; without the docker client and its
 # compose plugin, Debian's docker-compose (v1) does the same check without a daemon.
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
