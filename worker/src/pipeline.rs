@@ -405,9 +405,7 @@ pub fn prepare_event(project_id: i64, event: &mut Event) -> Result<PreparedEvent
     let main = event.main_exception();
     let exception_type = main.and_then(|e| e.ty.clone());
     let exception_value = main.and_then(|e| e.value.clone());
-    let json = serde_json::to_vec(&event).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    let payload =
-        faultline_core::compress::zstd(&json).map_err(|e| PipelineError::Invalid(e.to_string()))?;
+    let payload = compress_event(event)?;
     let received_ms = event
         .received
         .map(|t| t.timestamp_millis())
@@ -436,5 +434,28 @@ pub fn prepare_event(project_id: i64, event: &mut Event) -> Result<PreparedEvent
         hashes,
         tags,
         payload,
+    })
+}
+
+thread_local! {
+    /// The JSON of the event being compressed: one buffer per thread, grown to the largest
+    /// event once, instead of a vector grown by doubling and freed for every event.
+    static EVENT_JSON: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The normalized event as stored: JSON, zstd-compressed.
+fn compress_event(event: &Event) -> Result<Vec<u8>, PipelineError> {
+    EVENT_JSON.with(|cell| {
+        let mut json = cell.borrow_mut();
+        json.clear();
+        serde_json::to_writer(&mut *json, event)
+            .map_err(|e| PipelineError::Invalid(e.to_string()))?;
+        let packed = faultline_core::compress::zstd_event(&json)
+            .map_err(|e| PipelineError::Invalid(e.to_string()));
+        // A rare huge event should not pin its buffer for the thread's lifetime.
+        if json.capacity() > 4 * 1024 * 1024 {
+            *json = Vec::new();
+        }
+        packed
     })
 }

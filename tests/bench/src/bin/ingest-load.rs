@@ -312,16 +312,6 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args))
 }
 
-/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let target = Arc::new(parse_dsn(&args.dsn)?);
     let duration = Duration::from_secs(args.duration.clamp(1, 120));
@@ -332,8 +322,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     let interval = (args.rate > 0)
         .then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64));
-    let server_cpu_before = args.pid.and_then(|p| cpu_seconds(&p.to_string()));
-    let own_cpu_before = cpu_seconds("self");
+    let server_cpu_before = args
+        .pid
+        .and_then(|p| faultline_bench::cpu_seconds(&p.to_string()));
+    let own_cpu_before = faultline_bench::cpu_seconds("self");
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..args.connections)
@@ -356,10 +348,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu = args
         .pid
-        .and_then(|p| cpu_seconds(&p.to_string()))
+        .and_then(|p| faultline_bench::cpu_seconds(&p.to_string()))
         .zip(server_cpu_before)
         .map(|(after, before)| after - before);
-    let own_cpu = cpu_seconds("self")
+    let own_cpu = faultline_bench::cpu_seconds("self")
         .zip(own_cpu_before)
         .map(|(after, before)| after - before);
     latencies.sort_unstable();

@@ -101,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let pipeline = Pipeline::start(db.clone());
     let limit = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();
+    let cpu_before = faultline_bench::cpu_seconds("self");
     let mut tasks = tokio::task::JoinSet::new();
     for job in jobs {
         let permit = limit.clone().acquire_owned().await?;
@@ -118,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = faultline_bench::cpu_seconds("self")
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
 
     let count = |sql: &'static str| {
         let db = db.clone();
@@ -144,6 +148,14 @@ async fn main() -> anyhow::Result<()> {
     println!("issues:              {issues} (sum of times_seen {times})");
     println!("elapsed:             {elapsed:.2} s");
     println!("processed events/s:  {:.0}", args.events as f64 / elapsed);
+    if let Some(cpu) = cpu {
+        // Both cores busy means the CPU per event, not the database, sets the rate.
+        println!(
+            "CPU per event:       {:.0} µs ({:.2} cores busy)",
+            cpu * 1e6 / args.events as f64,
+            cpu / elapsed
+        );
+    }
     if stored != args.events as i64 || issues != args.issues as i64 {
         bail!(
             "stored {stored} events in {issues} issues; expected {} in {}",
