@@ -157,7 +157,14 @@ pub enum Stage {
     Symbolicate(i64, Box<Event>),
 }
 
+/// Events a thread takes from the shared batch at a time.
+const GRAB: usize = 16;
+
 /// Runs `f` over `items` on up to `workers` blocking threads; results keep the order.
+///
+/// The threads take the next few items from one shared iterator rather than a fixed half
+/// each: the database thread and the runtime share the same cores, so a fixed split left
+/// one thread idle while the other, slowed down, finished its half alone.
 async fn parallel<T, R>(
     items: Vec<T>,
     workers: usize,
@@ -168,35 +175,50 @@ where
     R: Send + 'static,
 {
     let n = items.len();
-    let per = n.div_ceil(workers.max(1)).max(64);
-    let mut chunks: Vec<Vec<T>> = Vec::new();
-    let mut it = items.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(per).collect());
-    }
-    let handles: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
-            let len = chunk.len();
-            (
-                len,
-                tokio::task::spawn_blocking(move || chunk.into_iter().map(f).collect::<Vec<_>>()),
-            )
+    let threads = workers.clamp(1, n.div_ceil(64).max(1));
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(items.into_iter().enumerate()));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut done: Vec<(usize, Result<R, PipelineError>)> = Vec::new();
+                loop {
+                    // Nothing panics while holding the lock (`f` runs outside it).
+                    let grabbed: Vec<(usize, T)> = match shared.lock() {
+                        Ok(mut it) => it.by_ref().take(GRAB).collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    if grabbed.is_empty() {
+                        return done;
+                    }
+                    done.extend(grabbed.into_iter().map(|(i, item)| {
+                        // A panic fails its own event only, not every event of the thread.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)))
+                            .unwrap_or_else(|_| {
+                                Err(PipelineError::Invalid("processing panicked".into()))
+                            });
+                        (i, r)
+                    }));
+                }
+            })
         })
         .collect();
-    let mut out = Vec::with_capacity(n);
-    for (len, h) in handles {
+    let mut slots: Vec<Option<Result<R, PipelineError>>> = (0..n).map(|_| None).collect();
+    for h in handles {
         match h.await {
-            Ok(results) => out.extend(results),
-            Err(e) => {
-                tracing::error!(error = %e, "preparing events panicked");
-                out.extend(
-                    (0..len).map(|_| Err(PipelineError::Invalid("processing panicked".into()))),
-                );
+            Ok(results) => {
+                for (i, r) in results {
+                    slots[i] = Some(r);
+                }
             }
+            Err(e) => tracing::error!(error = %e, "preparing events panicked"),
         }
     }
-    out
+    // Only a thread that could not run at all leaves items without a result.
+    slots
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(PipelineError::Invalid("processing panicked".into()))))
+        .collect()
 }
 
 /// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
@@ -458,4 +480,41 @@ fn compress_event(event: &Event) -> Result<Vec<u8>, PipelineError> {
         }
         packed
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double_unless_13(n: u32) -> Result<u32, PipelineError> {
+        if n == 13 {
+            panic!("a bug on one event");
+        }
+        Ok(n * 2)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_keeps_the_order_and_a_panic_fails_only_its_own_item() {
+        let items: Vec<u32> = (0..1000).collect();
+        let out = parallel(items, 2, double_unless_13).await;
+        assert_eq!(out.len(), 1000);
+        for (i, r) in out.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, i as u32 * 2, "result {i} out of order"),
+                Err(PipelineError::Invalid(why)) => {
+                    assert_eq!(i, 13, "only the panicking item fails");
+                    assert!(why.contains("panicked"));
+                }
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+        assert!(out[13].is_err());
+        // An empty batch and a batch smaller than one grab work too.
+        assert!(parallel(Vec::new(), 2, double_unless_13).await.is_empty());
+        let small = parallel(vec![1, 2, 3], 8, double_unless_13).await;
+        assert_eq!(
+            small.into_iter().map(|r| r.ok()).collect::<Vec<_>>(),
+            vec![Some(2), Some(4), Some(6)]
+        );
+    }
 }
