@@ -66,31 +66,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_and_limit() {
+    fn round_trip_and_limit_at_both_levels() {
         let data = br#"{"message":"hello hello hello hello hello"}"#.repeat(50);
-        let packed = zstd(&data).expect("compress");
-        assert!(packed.len() < data.len() / 4);
-        assert_eq!(unzstd(&packed, data.len()).expect("decompress"), data);
-        assert!(unzstd(&packed, data.len() - 1).is_err(), "over the limit");
-        assert!(unzstd(b"not zstd", 1000).is_err());
-        assert!(
-            unzstd(&packed[..packed.len() / 2], data.len()).is_err(),
-            "truncated"
-        );
-        // The thread's reused context still works after those errors.
-        assert_eq!(unzstd(&packed, data.len()).expect("decompress"), data);
-    }
-
-    #[test]
-    fn stored_events_round_trip_at_the_fast_level() {
-        let data = br#"{"message":"hello hello hello hello hello"}"#.repeat(50);
-        let packed = zstd_event(&data).expect("compress");
-        assert!(packed.len() < data.len() / 4);
-        assert_eq!(unzstd(&packed, data.len()).expect("decompress"), data);
-        // Level 1 on the same thread is unaffected by the other context.
-        assert_eq!(
-            unzstd(&zstd(&data).expect("compress"), data.len()).expect("decompress"),
-            data
-        );
+        // Jobs (level 1) and stored events (EVENT_LEVEL), on one thread, interleaved.
+        for compress in [zstd, zstd_event, zstd] {
+            let packed = compress(&data).expect("compress");
+            assert!(packed.len() < data.len() / 4);
+            assert_eq!(unzstd(&packed, data.len()).expect("decompress"), data);
+            assert!(unzstd(&packed, data.len() - 1).is_err(), "over the limit");
+            assert!(unzstd(b"not zstd", 1000).is_err());
+            assert!(
+                unzstd(&packed[..packed.len() / 2], data.len()).is_err(),
+                "truncated"
+            );
+            // The thread's reused context still works after those errors.
+            assert_eq!(unzstd(&packed, data.len()).expect("decompress"), data);
+        }
     }
 }

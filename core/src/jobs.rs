@@ -20,17 +20,18 @@ use serde_json::value::RawValue;
 pub const EVENT_QUEUE: &str = "faultline::events";
 
 /// What kind of payload an [`EventJob`] carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadKind {
     /// An error/message event item (envelope `event` item or `/store/` body).
+    #[default]
     Event,
     /// A browser security report (`/security/` body) to be turned into a `csp` event.
     SecurityReport,
 }
 
 /// One event to process: produced by ingest, consumed by the worker pipeline.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct EventJob {
     pub project_id: i64,
     /// The id answered to the SDK (envelope header, payload, or generated), 32 hex.
@@ -151,18 +152,8 @@ impl EventJob {
     /// restarted worker would fetch the same job again, blocking every job behind it.
     pub fn undecodable(error: &JobError) -> EventJob {
         EventJob {
-            project_id: 0,
-            event_id: String::new(),
-            received_ms: 0,
-            client_ip: None,
-            sent_at: None,
-            envelope_sdk: None,
-            kind: PayloadKind::Event,
-            payload: None,
-            payload_zstd: None,
-            traceparent: None,
-            payload_lz4: None,
             decode_error: Some(error.to_string()),
+            ..EventJob::default()
         }
     }
 
@@ -251,16 +242,8 @@ mod tests {
         let job = EventJob {
             project_id: 1,
             event_id: "x".into(),
-            received_ms: 0,
-            client_ip: None,
-            sent_at: None,
-            envelope_sdk: None,
-            kind: PayloadKind::Event,
-            payload: None,
             payload_zstd: Some(EventJob::pack_payload(raw).expect("pack")),
-            traceparent: None,
-            payload_lz4: None,
-            decode_error: None,
+            ..EventJob::default()
         };
         let json = serde_json::to_vec(&job).expect("serialize");
         let back: EventJob = serde_json::from_slice(&json).expect("deserialize");
