@@ -92,9 +92,6 @@ struct ReadyBatch {
 async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     let (ready_tx, ready_rx) = mpsc::channel::<ReadyBatch>(1);
     tokio::spawn(storer(db.clone(), ready_rx));
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let Some(first) = rx.recv().await else { return };
@@ -116,8 +113,8 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
             })
             .unzip();
         let started = std::time::Instant::now();
-        let prepared = prepare_parallel(jobs, workers).await;
-        let prepared = symbolicate_pending(&db, prepared, workers).await;
+        let prepared = prepare_parallel(jobs).await;
+        let prepared = symbolicate_pending(&db, prepared).await;
         tracing::debug!(
             jobs = prepared.len(),
             ms = started.elapsed().as_millis() as u64,
@@ -157,76 +154,97 @@ pub enum Stage {
     Symbolicate(i64, Box<Event>),
 }
 
-/// Events a thread takes from the shared batch at a time.
+/// Events a prepare thread takes at a time (rayon splits no finer).
 const GRAB: usize = 16;
 
-/// Runs `f` over `items` on up to `workers` blocking threads; results keep the order.
+/// How much lower than the rest of the process the prepare threads run (`nice` steps).
 ///
-/// The threads take the next few items from one shared iterator rather than a fixed half
-/// each: the database thread and the runtime share the same cores, so a fixed split left
-/// one thread idle while the other, slowed down, finished its half alone.
+/// Preparing is the bulk of the CPU work; storing is the critical path. At equal priority
+/// the two prepare threads kept SQLite's thread (and, in `faultline serve`, ingestion)
+/// waiting for a core, and only ~1.5 of 2 cores did useful work. At a lower priority
+/// they use whatever the storer and the HTTP side leave, and both cores stay busy.
+const PREPARE_NICENESS: i32 = 10;
+
+/// The prepare threads: one per core, at `PREPARE_NICENESS`. Threads of their own, because
+/// a niced thread of Tokio's blocking pool would stay niced for whatever ran on it next.
+fn prepare_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("prepare-{i}"))
+            .start_handler(|_| lower_priority(PREPARE_NICENESS))
+            .build()
+            // Fails only when the process cannot start threads at all, at start-up.
+            .expect("starting the prepare threads")
+    })
+}
+
+/// Lowers the calling thread's priority by `steps` from the process's (Linux:
+/// `setpriority` on a thread id affects that thread only). Raising niceness needs no
+/// privilege; a failure just leaves it as it was.
+fn lower_priority(steps: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the current thread, no memory is shared.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        // Relative, so a server started with `nice` keeps its prepare threads below it.
+        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if libc::setpriority(libc::PRIO_PROCESS, tid, (current + steps).min(19)) != 0 {
+            tracing::debug!("could not lower the prepare thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = steps;
+}
+
+/// Runs `f` over `items` on the prepare threads; results keep the order.
+///
+/// Work-stealing rather than a fixed half per thread: the database thread and the runtime
+/// share the same cores, so a fixed split left one thread idle while the other, slowed
+/// down, finished its half alone.
 async fn parallel<T, R>(
     items: Vec<T>,
-    workers: usize,
     f: fn(T) -> Result<R, PipelineError>,
 ) -> Vec<Result<R, PipelineError>>
 where
     T: Send + 'static,
     R: Send + 'static,
 {
+    use rayon::prelude::*;
     let n = items.len();
-    let threads = workers.clamp(1, n.div_ceil(64).max(1));
-    let shared = std::sync::Arc::new(std::sync::Mutex::new(items.into_iter().enumerate()));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let shared = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut done: Vec<(usize, Result<R, PipelineError>)> = Vec::new();
-                loop {
-                    // Nothing panics while holding the lock (`f` runs outside it).
-                    let grabbed: Vec<(usize, T)> = match shared.lock() {
-                        Ok(mut it) => it.by_ref().take(GRAB).collect(),
-                        Err(_) => Vec::new(),
-                    };
-                    if grabbed.is_empty() {
-                        return done;
-                    }
-                    done.extend(grabbed.into_iter().map(|(i, item)| {
-                        // A panic fails its own event only, not every event of the thread.
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)))
-                            .unwrap_or_else(|_| {
-                                Err(PipelineError::Invalid("processing panicked".into()))
-                            });
-                        (i, r)
-                    }));
-                }
+    let (tx, rx) = oneshot::channel();
+    prepare_pool().spawn(move || {
+        let out: Vec<Result<R, PipelineError>> = items
+            .into_par_iter()
+            .with_min_len(GRAB)
+            .map(|item| {
+                // A panic fails its own event only, not the batch.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)))
+                    .unwrap_or_else(|_| Err(PipelineError::Invalid("processing panicked".into())))
             })
-        })
-        .collect();
-    let mut slots: Vec<Option<Result<R, PipelineError>>> = (0..n).map(|_| None).collect();
-    for h in handles {
-        match h.await {
-            Ok(results) => {
-                for (i, r) in results {
-                    slots[i] = Some(r);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "preparing events panicked"),
+            .collect();
+        let _ = tx.send(out);
+    });
+    match rx.await {
+        Ok(out) => out,
+        // The task itself could not run (it catches every item's panic): fail the items,
+        // they are retried from the queue.
+        Err(_) => {
+            tracing::error!("preparing events failed");
+            (0..n)
+                .map(|_| Err(PipelineError::Invalid("processing panicked".into())))
+                .collect()
         }
     }
-    // Only a thread that could not run at all leaves items without a result.
-    slots
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(PipelineError::Invalid("processing panicked".into()))))
-        .collect()
 }
 
-/// Prepares jobs on up to `workers` blocking threads; results keep the jobs' order.
-async fn prepare_parallel(
-    jobs: Vec<EventJob>,
-    workers: usize,
-) -> Vec<Result<Stage, PipelineError>> {
-    parallel(jobs, workers, prepare).await
+/// Prepares jobs on the prepare threads; results keep the jobs' order.
+async fn prepare_parallel(jobs: Vec<EventJob>) -> Vec<Result<Stage, PipelineError>> {
+    parallel(jobs, prepare).await
 }
 
 /// Events with JavaScript frames: source maps for the whole batch are looked up at once,
@@ -234,7 +252,6 @@ async fn prepare_parallel(
 async fn symbolicate_pending(
     db: &DatabaseConnection,
     stages: Vec<Result<Stage, PipelineError>>,
-    workers: usize,
 ) -> Vec<Result<PreparedEvent, PipelineError>> {
     let mut out: Vec<Result<PreparedEvent, PipelineError>> = Vec::with_capacity(stages.len());
     let mut pending: Vec<(i64, Event)> = Vec::new();
@@ -255,7 +272,7 @@ async fn symbolicate_pending(
         return out;
     }
     symbolicate::symbolicate_batch(db, &mut pending).await;
-    let prepared = parallel(pending, workers, |(project, mut event)| {
+    let prepared = parallel(pending, |(project, mut event)| {
         prepare_event(project, &mut event)
     })
     .await;
@@ -493,10 +510,38 @@ mod tests {
         Ok(n * 2)
     }
 
+    #[cfg(target_os = "linux")]
+    fn niceness_of_this_thread(_: ()) -> Result<i32, PipelineError> {
+        // SAFETY: plain system calls about the current thread.
+        Ok(unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
+        })
+    }
+
+    /// The storer and ingestion get a core before event preparation does.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_are_prepared_at_a_lower_priority_than_the_runtime() {
+        let runtime = niceness_of_this_thread(()).unwrap_or_default();
+        let prepared = parallel(vec![(); 256], niceness_of_this_thread).await;
+        assert_eq!(prepared.len(), 256);
+        for n in prepared {
+            let n = n.unwrap_or_default();
+            assert_eq!(
+                n,
+                (runtime + PREPARE_NICENESS).min(19),
+                "prepare thread at nice {n}"
+            );
+        }
+        // The runtime's own threads keep their priority.
+        assert_eq!(niceness_of_this_thread(()).unwrap_or_default(), runtime);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parallel_keeps_the_order_and_a_panic_fails_only_its_own_item() {
         let items: Vec<u32> = (0..1000).collect();
-        let out = parallel(items, 2, double_unless_13).await;
+        let out = parallel(items, double_unless_13).await;
         assert_eq!(out.len(), 1000);
         for (i, r) in out.iter().enumerate() {
             match r {
@@ -510,8 +555,8 @@ mod tests {
         }
         assert!(out[13].is_err());
         // An empty batch and a batch smaller than one grab work too.
-        assert!(parallel(Vec::new(), 2, double_unless_13).await.is_empty());
-        let small = parallel(vec![1, 2, 3], 8, double_unless_13).await;
+        assert!(parallel(Vec::new(), double_unless_13).await.is_empty());
+        let small = parallel(vec![1, 2, 3], double_unless_13).await;
         assert_eq!(
             small.into_iter().map(|r| r.ok()).collect::<Vec<_>>(),
             vec![Some(2), Some(4), Some(6)]
