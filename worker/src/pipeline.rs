@@ -231,12 +231,16 @@ where
     });
     match rx.await {
         Ok(out) => out,
-        // The task itself could not run (it catches every item's panic): fail the items,
-        // they are retried from the queue.
+        // The task itself never answered (it catches every item's panic): fail the items
+        // without blaming them; the queue delivers them again.
         Err(_) => {
-            tracing::error!("preparing events failed");
+            tracing::error!("the prepare threads did not answer");
             (0..n)
-                .map(|_| Err(PipelineError::Invalid("processing panicked".into())))
+                .map(|_| {
+                    Err(PipelineError::Storage(
+                        "the prepare threads did not answer".into(),
+                    ))
+                })
                 .collect()
         }
     }
