@@ -7,13 +7,17 @@
 # store + ack, i.e. everything after the HTTP request.
 #
 #   cargo build --release --workspace --bins
-#   tests/bench/queue-drain.sh [seconds of load, default 6] [connections, default 64]
+#   tests/bench/queue-drain.sh [seconds of load, default 6] [connections, default 64] [ingest-load options]
+# The generator's gzip bodies are built in advance and repeat once it has sent them all, and
+# repeats are stored once: `--gzip-percent 0` makes every event distinct (fresh ids), which
+# is the honest figure for the pipeline.
 # BIN (default target/release, or $CARGO_TARGET_DIR/release) holds the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 SECONDS_OF_LOAD=${1:-6}
 CONNECTIONS=${2:-64}
+shift $(( $# < 2 ? $# : 2 ))
 command -v sqlite3 >/dev/null || { echo "queue-drain needs the sqlite3 command" >&2; exit 1; }
 
 DIR=$(mktemp -d /tmp/faultline-drain.XXXXXX)
@@ -29,7 +33,7 @@ DSN=$("$BIN/faultline" project create --org bench load)
 "$BIN/faultline" web >"$DIR/web.log" 2>&1 &
 WEB=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
-"$BIN/ingest-load" --dsn "$DSN" --duration "$SECONDS_OF_LOAD" --connections "$CONNECTIONS"
+"$BIN/ingest-load" --dsn "$DSN" --duration "$SECONDS_OF_LOAD" --connections "$CONNECTIONS" "$@"
 kill -TERM "$WEB"; wait "$WEB" || true; WEB=
 
 queued=$(sqlite3 "$DIR/queue.db" "SELECT COUNT(*) FROM queue_jobs")

@@ -105,7 +105,9 @@ fn request(target: &Target, body: &[u8], encoding: &str) -> Vec<u8> {
 fn build_bodies(target: &Target, issues: usize, gzip_count: usize) -> Bodies {
     let placeholder = faultline_bench::ID_PLACEHOLDER;
     let mut total = 0;
-    let plain: Vec<(Vec<u8>, Vec<usize>)> = (0..64)
+    // One template per issue (at least 64), so uncompressed events, each with a fresh id,
+    // spread over every issue as the gzip ones do.
+    let plain: Vec<(Vec<u8>, Vec<usize>)> = (0..issues.max(64))
         .map(|v| {
             let body = envelope(&realistic_event(v % issues.max(1), placeholder, v));
             total += body.len();
@@ -316,7 +318,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let target = Arc::new(parse_dsn(&args.dsn)?);
     let duration = Duration::from_secs(args.duration.clamp(1, 120));
     let gzip_count = if args.gzip_percent > 0 { 20_000 } else { 0 };
-    eprintln!("building {gzip_count} gzip bodies and 64 templates ...");
+    eprintln!(
+        "building {gzip_count} gzip bodies and {} templates ...",
+        args.issues.max(64)
+    );
     let bodies = Arc::new(build_bodies(&target, args.issues, gzip_count));
     let avg = bodies.avg_envelope;
     let counters = Arc::new(Counters::default());
