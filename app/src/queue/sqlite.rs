@@ -125,44 +125,9 @@ pub async fn open(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-/// Once the WAL is this large, the checkpointer restarts it.
-pub const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Copies the WAL into `queue.db` in the background, for producer pools (which do not
-/// checkpoint in their commits). Every 100 ms a PASSIVE checkpoint copies what is committed,
-/// waiting for no one and blocking no writer. Under steady load it never quite catches up, so
-/// the WAL would only grow (and every commit would extend the file, which costs fdatasync a
-/// metadata write); once it passes [`WAL_RESTART_BYTES`] a RESTART checkpoint, right after a
-/// PASSIVE one has left it little to copy, holds writers for that remainder and makes the
-/// next commit start the WAL over. Runs until the pool closes. (`restart_bytes` is
-/// [`WAL_RESTART_BYTES`] but for tests.)
-pub async fn checkpointer(pool: SqlitePool, restart_bytes: u64) {
-    let wal = {
-        let mut name = pool.connect_options().get_filename().as_os_str().to_owned();
-        name.push("-wal");
-        std::path::PathBuf::from(name)
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !pool.is_closed() {
-        tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::debug!(error = %e, "queue checkpoint failed; retrying");
-            continue;
-        }
-        let wal_bytes = tokio::fs::metadata(&wal).await.map_or(0, |m| m.len());
-        if wal_bytes > restart_bytes
-            && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                .execute(&pool)
-                .await
-        {
-            tracing::debug!(error = %e, "queue WAL restart failed; retrying");
-        }
-    }
-}
+/// The background checkpointer and its restart threshold are shared with the main
+/// database (`faultline_core::db`), whose commits skip checkpoints for the same reason.
+pub use faultline_core::db::{WAL_RESTART_BYTES, checkpointer};
 
 /// Opens `queue.db` for a worker: `synchronous = NORMAL`. Losing a lock or an
 /// acknowledgement in a power cut only means a job runs again, and storage is
