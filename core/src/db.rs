@@ -82,18 +82,35 @@ pub const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;
 /// it little to copy, holds writers for that remainder and makes the next commit start the
 /// WAL over. Runs until the pool closes.
 pub async fn checkpointer(pool: sea_orm::sqlx::SqlitePool, restart_bytes: u64) {
-    use sea_orm::sqlx;
+    use sea_orm::sqlx::{self, Connection};
     let wal = {
         let mut name = pool.connect_options().get_filename().as_os_str().to_owned();
         name.push("-wal");
         std::path::PathBuf::from(name)
     };
+    // A connection of its own with a short busy timeout: a RESTART holds writers while it
+    // waits for readers, and a long reader (`faultline backup`'s `VACUUM INTO`) must not
+    // stall the writers for the pool's 10 s at every attempt. Giving up early is harmless.
+    let options = (*pool.connect_options())
+        .clone()
+        .busy_timeout(Duration::from_millis(100));
+    let mut conn: Option<sqlx::SqliteConnection> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !pool.is_closed() {
         tick.tick().await;
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match sqlx::SqliteConnection::connect_with(&options).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, wal = %wal.display(), "checkpointer cannot connect; retrying");
+                    continue;
+                }
+            },
+        };
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+            .execute(&mut *c)
             .await
         {
             tracing::debug!(error = %e, wal = %wal.display(), "checkpoint failed; retrying");
@@ -102,11 +119,14 @@ pub async fn checkpointer(pool: sea_orm::sqlx::SqlitePool, restart_bytes: u64) {
         let wal_bytes = tokio::fs::metadata(&wal).await.map_or(0, |m| m.len());
         if wal_bytes > restart_bytes
             && let Err(e) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                .execute(&pool)
+                .execute(&mut *c)
                 .await
         {
             tracing::debug!(error = %e, wal = %wal.display(), "WAL restart failed; retrying");
         }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 
