@@ -17,9 +17,9 @@ use tracing::Instrument;
 use crate::queue::{self, Backend as QueueBackend};
 use apalis::prelude::WorkerError;
 
-/// Jobs in flight at once: two of the pipeline's batches, so that one batch can be
-/// prepared while the previous one is being written.
-const CONCURRENCY: usize = 4096;
+/// Jobs in flight at once: two of the pipeline's largest batches, so that one batch can
+/// fill while the previous one is being written.
+const CONCURRENCY: usize = 2 * faultline_worker::pipeline::MAX_BATCH + 384;
 /// Jobs fetched per poll.
 const FETCH_BATCH: usize = 512;
 /// How often a worker tells the queue it is alive (and re-enqueues jobs of dead workers).

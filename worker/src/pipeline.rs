@@ -23,8 +23,12 @@ use crate::{grouping, symbolicate, tags};
 /// Largest event payload a job may unpack to.
 const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 
-/// The most jobs stored in one transaction.
-const MAX_BATCH: usize = 2000;
+/// The most jobs stored in one transaction. Large, because under load the store's cost is
+/// mostly per issue touched, and a larger batch touches each issue once for more events:
+/// through the queue, over 1,000 issues, batches of at most 2,000 drained ~9,000 events/s,
+/// of 4,000 ~10,500/s and of 8,000 ~11,100/s (BENCHMARKS.md, 2026-12-04 evening). A light
+/// load never waits for a batch to fill (see `batcher`).
+pub const MAX_BATCH: usize = 8000;
 
 /// Why a job was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +94,11 @@ struct ReadyBatch {
 const CHUNK: usize = 256;
 
 /// Stage one: prepare jobs as they arrive (CPU, on the prepare threads), in chunks of
-/// whatever is waiting, and hand everything prepared so far to the storer whenever it is
-/// idle — a group commit. While the storer writes one batch the next one grows, so batches
-/// are as large as the storer's pace needs and no larger: one event at a time when the load
-/// is light (no waiting for a batch to fill), up to `MAX_BATCH` under load.
+/// whatever is waiting, and hand everything prepared so far to the storer once it is idle
+/// and no more jobs are waiting — a group commit. While the storer writes one batch the
+/// next one grows: one event at a time when the load is light (no waiting for a batch to
+/// fill), up to `MAX_BATCH` under load, when the machine's cores are the limit and fewer,
+/// larger transactions leave more of them for preparing.
 ///
 /// Why not fixed batches: storing costs mostly per distinct issue, not per event (on SQLite
 /// a batch of 512 events over 1,000 issues took ~100 ms, one of 2,000 ~135 ms). Batches cut
@@ -113,8 +118,10 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
             // if the storer is idle, and otherwise keeps growing.
             let permit = if ready.events.len() >= MAX_BATCH || !open {
                 storer_idle.clone().acquire_owned().await.ok()
-            } else {
+            } else if rx.is_empty() {
                 storer_idle.clone().try_acquire_owned().ok()
+            } else {
+                None
             };
             if let Some(permit) = permit
                 && ready_tx
@@ -130,7 +137,7 @@ async fn batcher(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
         }
         // The next job. With a batch waiting for the storer, whichever comes first: a job,
         // or the storer becoming idle (then the batch goes, and we come back here).
-        let first = if ready.events.is_empty() {
+        let first = if ready.events.is_empty() || !rx.is_empty() {
             rx.recv().await
         } else {
             tokio::select! {

@@ -1,7 +1,7 @@
 //! Pipeline benchmark: events fully processed (normalized, grouped, stored with issue,
 //! tag and release updates) per second, on a fresh SQLite or PostgreSQL database, with
 //! realistic events spread over many issues. Jobs are submitted to the real pipeline the
-//! way the apalis worker does (up to 4096 in flight).
+//! way the apalis worker does (as many in flight as the worker allows).
 //!
 //! ```sh
 //! pipeline-bench --engine sqlite --events 50000 --issues 1000
@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     issues: usize,
     /// Jobs in flight, as the worker runs them (its CONCURRENCY).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 2 * faultline_worker::pipeline::MAX_BATCH + 384)]
     concurrency: usize,
 }
 

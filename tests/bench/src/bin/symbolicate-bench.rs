@@ -36,7 +36,7 @@ struct Args {
     /// Functions in the generated bundle (2,500 make a ~1 MB map).
     #[arg(long, default_value_t = 2_500)]
     functions: usize,
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 2 * faultline_worker::pipeline::MAX_BATCH + 384)]
     concurrency: usize,
     /// Upload nothing: the same events go through the lookup and stay minified.
     #[arg(long)]
