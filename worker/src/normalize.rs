@@ -117,12 +117,26 @@ const MAX_MESSAGE_LENGTH: usize = 8192;
 
 /// Normalizes an event payload (JSON object) into the canonical event.
 pub fn normalize(raw: &[u8], ctx: &NormalizeContext) -> Result<Event, NormalizeError> {
-    let mut event = Event::from_value(parse_payload(raw)?).ok_or(NormalizeError::NotAnObject)?;
+    let mut event = parse_event(raw)?;
     // Sentry computes both; what a client sends is not trusted.
     event.culprit = None;
     event.title = None;
     normalize_event(&mut event, ctx);
     Ok(event)
+}
+
+/// Reads an event payload straight into an [`Event`] (no `Value` tree in between),
+/// accepting the bare `NaN`/`Infinity` old Python clients emit (as `null`).
+fn parse_event(raw: &[u8]) -> Result<Event, NormalizeError> {
+    let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+    let event = match Event::from_json(raw) {
+        Ok(event) => event,
+        Err(err) => match replace_non_finite(raw) {
+            Some(fixed) => Event::from_json(&fixed)?,
+            None => return Err(err.into()),
+        },
+    };
+    event.ok_or(NormalizeError::NotAnObject)
 }
 
 /// Parses JSON, accepting the bare `NaN`/`Infinity` old Python clients emit (as `null`).
