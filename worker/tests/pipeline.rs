@@ -11,19 +11,13 @@ use faultline_worker::pipeline::Pipeline;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde_json::json;
 
-async fn exec(db: &DatabaseConnection, sql: &str) {
-    db.execute_unprepared(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .expect("query")
-        .expect("one row");
-    row.try_get_by_index::<i64>(0).expect("integer")
+/// One integer from a query.
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let statement = Statement::from_string(db.get_database_backend(), sql);
+    match db.query_one_raw(statement).await {
+        Ok(Some(row)) => row.try_get_by_index::<i64>(0).expect("integer"),
+        other => panic!("{sql}: {other:?}"),
+    }
 }
 
 /// Transactions the storer has committed so far in this process.
@@ -60,18 +54,14 @@ fn job(project_id: i64, n: usize) -> EventJob {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_arriving_while_the_storer_is_busy_are_stored_in_one_transaction() {
     let db = testing::sqlite().await.expect("database");
-    exec(
-        &db,
-        "INSERT INTO organizations (slug, name, created_at) VALUES ('acme', 'Acme', 0)",
-    )
-    .await;
-    exec(
-        &db,
-        "INSERT INTO projects (organization_id, slug, name, enabled, retention_days, max_events_per_issue, issue_counter, created_at) \
+    db.execute_unprepared(
+        "INSERT INTO organizations (slug, name, created_at) VALUES ('acme', 'Acme', 0); \
+         INSERT INTO projects (organization_id, slug, name, enabled, retention_days, max_events_per_issue, issue_counter, created_at) \
          SELECT id, 'web', 'web', true, 90, 1000, 0, 0 FROM organizations",
     )
-    .await;
-    let project = scalar(&db, "SELECT id FROM projects").await;
+    .await
+    .expect("a project");
+    let project = count(&db, "SELECT id FROM projects").await;
     let pipeline = Pipeline::start(db.clone());
 
     // A light load is stored at once, without waiting for a batch to fill.
@@ -111,7 +101,7 @@ async fn jobs_arriving_while_the_storer_is_busy_are_stored_in_one_transaction() 
     for w in waiting {
         w.await.expect("task").expect("stored");
     }
-    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM events").await, 502);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events").await, 502);
     assert_eq!(
         batches_stored() - before,
         2,
