@@ -760,6 +760,34 @@ fn collect_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<Value>, A::Erro
     Ok(items)
 }
 
+/// The `visit_*` methods of a visitor whose value is `Result<_, Value>`: a scalar (or
+/// `null`) is not the list it wanted and comes back as the `Value` it was.
+macro_rules! scalars_are_not_lists {
+    () => {
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Err(Value::Null))
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Err(Value::Null))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Err(Value::Bool(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Err(Value::from(v)))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Err(Value::from(v)))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Err(Value::from(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Err(Value::String(v.to_owned())))
+        }
+    };
+}
+
 /// A list of interfaces streamed item by item, as [`read_items`] reads one: objects are
 /// kept, `null` items skipped, others dropped and recorded. `None` for a value that is not
 /// a list (recorded unless it is `null`).
@@ -808,27 +836,7 @@ impl<'de, T: FromObject> Visitor<'de> for ItemsOrValue<'_, '_, T> {
         let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
         Ok(Err(value))
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Err(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Err(Value::String(v.to_owned())))
-    }
+    scalars_are_not_lists!();
 }
 
 /// A list interface in any of its shapes, as [`read_values`] reads one, streamed when it is
@@ -889,27 +897,7 @@ impl<'de, T: FromObject> Visitor<'de> for ItemsOrValues<'_, '_, T> {
         }
         Ok(Ok(values.map(|values| Values { values })))
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Err(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Err(Value::String(v.to_owned())))
-    }
+    scalars_are_not_lists!();
 }
 
 /// A type read from a JSON object by hand.
@@ -1791,6 +1779,23 @@ impl FromObject for LogEntry {
     }
 }
 
+/// `stacktrace` and `raw_stacktrace` of an exception or a thread, streamed.
+fn stream_stacktrace<'de, A: MapAccess<'de>>(
+    key: &str,
+    map: &mut A,
+    at: Path<'_>,
+    p: &mut Problems,
+    [stacktrace, raw_stacktrace]: [&mut Option<Stacktrace>; 2],
+) -> Result<bool, A::Error> {
+    let slot = match key {
+        "stacktrace" => stacktrace,
+        "raw_stacktrace" => raw_stacktrace,
+        _ => return Ok(false),
+    };
+    *slot = map.next_value_seed(Streamed::new(at, p))?;
+    Ok(true)
+}
+
 impl FromObject for Exception {
     fn stream_field<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1799,13 +1804,17 @@ impl FromObject for Exception {
         at: Path<'_>,
         p: &mut Problems,
     ) -> Result<bool, A::Error> {
-        match key {
-            "stacktrace" => self.stacktrace = map.next_value_seed(Streamed::new(at, p))?,
-            "raw_stacktrace" => self.raw_stacktrace = map.next_value_seed(Streamed::new(at, p))?,
-            "mechanism" => self.mechanism = map.next_value_seed(Streamed::new(at, p))?,
-            _ => return Ok(false),
+        if key == "mechanism" {
+            self.mechanism = map.next_value_seed(Streamed::new(at, p))?;
+            return Ok(true);
         }
-        Ok(true)
+        stream_stacktrace(
+            key,
+            map,
+            at,
+            p,
+            [&mut self.stacktrace, &mut self.raw_stacktrace],
+        )
     }
 
     fn read_field(&mut self, key: Key<'_>, value: Value, path: Path<'_>, p: &mut Problems) {
@@ -1927,12 +1936,13 @@ impl FromObject for Thread {
         at: Path<'_>,
         p: &mut Problems,
     ) -> Result<bool, A::Error> {
-        match key {
-            "stacktrace" => self.stacktrace = map.next_value_seed(Streamed::new(at, p))?,
-            "raw_stacktrace" => self.raw_stacktrace = map.next_value_seed(Streamed::new(at, p))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+        stream_stacktrace(
+            key,
+            map,
+            at,
+            p,
+            [&mut self.stacktrace, &mut self.raw_stacktrace],
+        )
     }
 
     fn read_field(&mut self, key: Key<'_>, value: Value, path: Path<'_>, p: &mut Problems) {
