@@ -2468,6 +2468,30 @@ mod tests {
         for not_an_object in ["[1, {\"a\": 2}]", "\"event\"", "null", "3", "true"] {
             assert_eq!(both_readers(not_an_object), (None, None), "{not_an_object}");
         }
+        // Nesting deeper than the parser allows is an error, not a stack overflow, in
+        // every streamed interface and in a field read as a `Value`.
+        for field in [
+            "exception",
+            "breadcrumbs",
+            "threads",
+            "stacktrace",
+            "user",
+            "extra",
+        ] {
+            for open in ["[", "{\"values\": ["] {
+                let deep = format!(
+                    "{{\"{field}\": {open}{}{}}}",
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                );
+                assert!(Event::from_json(deep.as_bytes()).is_err(), "{field} {open}");
+            }
+        }
+        let deep_frames = format!(
+            "{{\"exception\": {{\"values\": [{{\"stacktrace\": {{\"frames\": [{{\"vars\": {}}}]}}}}]}}}}",
+            "{\"a\": ".repeat(50_000)
+        );
+        assert!(Event::from_json(deep_frames.as_bytes()).is_err());
         // Broken JSON is an error for both, never a partial event.
         for broken in ["{\"exception\": {\"values\": [", "{\"a\": 1} trailing", ""] {
             assert!(Event::from_json(broken.as_bytes()).is_err(), "{broken}");
