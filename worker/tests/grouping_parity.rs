@@ -4,6 +4,8 @@
 //! M`, then one line per differing fixture (expected vs ours, and the first difference in
 //! the component tree), and requires at least 90 %.
 
+mod common;
+
 use std::path::PathBuf;
 
 use chrono::Utc;
@@ -73,12 +75,7 @@ fn first_difference(expected: &str, ours: &str) -> String {
 #[test]
 fn grouping_parity_with_sentry() {
     let dir = fixtures_dir();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fixtures at {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    paths.sort();
+    let paths = common::json_files(&dir);
     let mut passed = 0;
     let mut report = Vec::new();
     for path in &paths {

@@ -2,6 +2,8 @@
 //! `sentry` Rust crate, see `tests/payloads/README.md`), hand-written browser, legacy and
 //! security report shapes, and garbage. Assertions are on what a user would see.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -1512,13 +1514,7 @@ fn sdk_payloads_read_the_same_streamed_as_through_a_value() {
         let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/payloads")
             .join(dir);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        for file in files {
+        for file in common::json_files(&folder) {
             let raw = std::fs::read(&file).expect("payload");
             let sorted = |mut e: Event| {
                 e.errors.sort_by_key(|e| e.name.clone());
