@@ -2072,22 +2072,21 @@ impl FromObject for DebugImage {
     }
 }
 
-/// Deserializes through a `Value` and the lenient readers above. Standalone pieces
-/// (a frame, a user) drop invalid values silently; only a whole [`Event`] records them.
+/// Deserializes with the lenient readers above, streamed like an event's interfaces.
+/// Standalone pieces (a frame, a user) drop invalid values silently; only a whole
+/// [`Event`] records them.
 macro_rules! lenient_deserialize {
     ($($ty:ident),*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                match Value::deserialize(deserializer)? {
-                    Value::Object(object) => {
-                        Ok($ty::from_object(object, Path::Root, &mut Problems::default()))
-                    }
-                    _ => Err(serde::de::Error::custom(concat!(
+                let mut problems = Problems::default();
+                Streamed::<$ty>::new(Path::Root, &mut problems)
+                    .deserialize(deserializer)?
+                    .ok_or_else(|| serde::de::Error::custom(concat!(
                         "expected ",
                         stringify!($ty),
                         " as a JSON object"
-                    ))),
-                }
+                    )))
             }
         }
     )*};
