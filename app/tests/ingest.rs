@@ -254,6 +254,30 @@ async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
             400,
         ),
         (
+            "event nested deeper than the worker reads",
+            url.clone(),
+            vec![("X-Sentry-Auth", auth.clone())],
+            format!(
+                "{{}}\n{{\"type\":\"event\"}}\n{{\"exception\": {}{}}}\n",
+                "[".repeat(200),
+                "]".repeat(200)
+            )
+            .into_bytes(),
+            400,
+        ),
+        (
+            "event nested deeper than the worker reads",
+            url.clone(),
+            vec![("X-Sentry-Auth", auth.clone())],
+            format!(
+                "{{}}\n{{\"type\":\"event\"}}\n{{\"exception\": {}{}}}\n",
+                "[".repeat(200),
+                "]".repeat(200)
+            )
+            .into_bytes(),
+            400,
+        ),
+        (
             "event that is not an object",
             url.clone(),
             vec![("X-Sentry-Auth", auth.clone())],

@@ -333,6 +333,48 @@ struct EventIdProbe {
     event_id: Option<serde_json::Value>,
 }
 
+/// The deepest nesting of arrays and objects the worker's JSON parser reads (serde_json's
+/// recursion limit of 128 counts the value that reaches it).
+const MAX_NESTING: usize = 127;
+
+const TOO_DEEP: &str = "event nests arrays and objects more than 127 levels deep";
+
+/// Whether a JSON payload nests deeper than the worker can read. The id probe skips values
+/// without serde's nesting limit, so without this check such an event got a 200 and then
+/// went dead in the worker. Events with at most `MAX_NESTING` brackets in all (nearly all)
+/// cannot nest that deep, and are counted, not scanned.
+fn nests_too_deep(json: &[u8]) -> bool {
+    let openings = json.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if openings <= MAX_NESTING {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Events are JSON objects; anything else can never become an event.
 fn is_json_object(payload: &[u8]) -> bool {
     payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
@@ -572,6 +614,12 @@ async fn accept_envelope(
         IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
             .cause(format!("event item is not valid JSON: {e}"))
     })?;
+    if nests_too_deep(&item.payload) {
+        return Err(
+            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                .cause(TOO_DEEP.to_string()),
+        );
+    }
     admit(state, key)?;
     let event_id = pick_event_id(header_id, probe.event_id.as_ref());
     let mut meta = job_meta(req, project_id);
@@ -652,6 +700,12 @@ async fn accept_store_body(
         return Err(IngestError::new(
             StatusCode::BAD_REQUEST,
             "invalid JSON event: not an object",
+        ));
+    }
+    if nests_too_deep(&body) {
+        return Err(IngestError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON event: {TOO_DEEP}"),
         ));
     }
     admit(state, key)?;
@@ -764,6 +818,30 @@ async fn security_request(
 
 #[cfg(test)]
 mod tests {
+    /// Ingest refuses exactly the nesting the worker's parser refuses, with brackets inside
+    /// strings not counted.
+    #[test]
+    fn nesting_limit_matches_the_workers_parser() {
+        for depth in 100..140 {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let json = format!(
+                    "{{\"s\": \"[[{{\\\"]]\", \"x\": {}1{}}}",
+                    open.repeat(depth - 1),
+                    close.repeat(depth - 1)
+                );
+                let parsed = serde_json::from_str::<serde_json::Value>(&json).is_ok();
+                assert_eq!(
+                    super::nests_too_deep(json.as_bytes()),
+                    !parsed,
+                    "depth {depth} {open}"
+                );
+            }
+        }
+        // Many brackets side by side are not depth.
+        let wide = format!("{{\"x\": [{}]}}", vec!["[]"; 500].join(","));
+        assert!(!super::nests_too_deep(wide.as_bytes()));
+    }
+
     use super::*;
 
     #[test]
