@@ -3,7 +3,7 @@
 #
 # Usage: tests/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #   SECONDS_PER_TARGET  default 30
-#   TARGET              default: every target (envelope body)
+#   TARGET              default: every target (envelope body json_check)
 #
 # Only stable Rust is installed; cargo-fuzz needs unstable compiler flags (sanitizers, coverage
 # instrumentation), which RUSTC_BOOTSTRAP=1 unlocks on stable. The build goes to its own target
@@ -19,7 +19,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(envelope body)
+    targets=(envelope body json_check)
 fi
 case "$seconds" in
     '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;

@@ -1542,3 +1542,84 @@ fn sdk_payloads_read_the_same_streamed_as_through_a_value() {
     }
     assert!(read >= 10, "only {read} payloads found");
 }
+
+/// Ingest answers 200 only for payloads `json_check` passes; each of those must then read in
+/// the worker, or the event is lost after the client was told it arrived. Real SDK payloads,
+/// broken at random places, and nesting at the limit inside every streamed interface.
+#[test]
+fn what_ingest_accepts_the_worker_reads() {
+    use faultline_core::protocol::json_check;
+
+    let ctx = context();
+    let accepted = |raw: &[u8]| json_check::check(raw).is_ok_and(|c| c.is_object);
+    for depth in 120..135 {
+        let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        for shape in [
+            r#"{"extra":{"a":X}}"#,
+            r#"{"exception":{"values":[{"type":"E","stacktrace":{"frames":[{"vars":{"v":X}}]}}]}}"#,
+            r#"{"exception":[{"type":"E","mechanism":{"data":{"d":X}}}]}"#,
+            r#"{"breadcrumbs":{"values":[{"message":"m","data":{"d":X}}]}}"#,
+            r#"{"contexts":{"c":{"x":X}}}"#,
+            r#"{"tags":X}"#,
+            r#"{"sdk":{"name":"s","integrations":X}}"#,
+            r#"{"request":{"data":X}}"#,
+        ] {
+            let json = shape.replace('X', &nested);
+            assert_eq!(
+                accepted(json.as_bytes()),
+                normalize(json.as_bytes(), &ctx).is_ok(),
+                "depth {depth} in {shape}"
+            );
+        }
+    }
+
+    let replacements: &[u8] = b"\"\\{}[]:,-.e09 \x01\xc3\xffnu";
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut passed, mut refused) = (0, 0);
+    for dir in [
+        "sentry-python",
+        "sentry-node",
+        "sentry-browser",
+        "sentry-rust",
+    ] {
+        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/payloads")
+            .join(dir);
+        for file in common::json_files(&folder) {
+            let raw = std::fs::read(&file).expect("payload");
+            for _ in 0..400 {
+                let mut mutated = raw.clone();
+                let position = (next() % raw.len() as u64) as usize;
+                let pick = replacements[(next() % replacements.len() as u64) as usize];
+                match next() % 3 {
+                    0 => mutated[position] = pick,
+                    1 => mutated.insert(position, pick),
+                    _ => {
+                        mutated.remove(position);
+                    }
+                }
+                if accepted(&mutated) {
+                    passed += 1;
+                    if let Err(e) = normalize(&mutated, &ctx) {
+                        panic!(
+                            "ingest accepts, the worker refuses ({e}): {}",
+                            String::from_utf8_lossy(&mutated)
+                        );
+                    }
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        passed > 500 && refused > 500,
+        "{passed} passed, {refused} refused"
+    );
+}

@@ -21,8 +21,8 @@ use faultline_core::config::Limits;
 use faultline_core::jobs::{JobHead, PayloadKind};
 use faultline_core::protocol::auth::{self, ClientAuth};
 use faultline_core::protocol::envelope::{Envelope, ItemType};
+use faultline_core::protocol::json_check;
 use futures_util::StreamExt;
-use serde::Deserialize;
 
 use crate::queue::Queue;
 use crate::telemetry::SPAN_TARGET;
@@ -326,60 +326,6 @@ fn admit(state: &IngestState, key: &KeyInfo) -> Result<(), IngestError> {
         .map_err(|secs| IngestError::rate_limited(secs, "key", "key_quota"))
 }
 
-/// Only the `event_id` of an event payload; parsing it also proves the payload is JSON.
-#[derive(Deserialize)]
-struct EventIdProbe {
-    #[serde(default)]
-    event_id: Option<serde_json::Value>,
-}
-
-/// The deepest nesting of arrays and objects the worker's JSON parser reads (serde_json's
-/// recursion limit of 128 counts the value that reaches it).
-const MAX_NESTING: usize = 127;
-
-const TOO_DEEP: &str = "event nests arrays and objects more than 127 levels deep";
-
-/// Whether a JSON payload nests deeper than the worker can read. The id probe skips values
-/// without serde's nesting limit, so without this check such an event got a 200 and then
-/// went dead in the worker. Events with at most `MAX_NESTING` brackets in all (nearly all)
-/// cannot nest that deep, and are counted, not scanned.
-fn nests_too_deep(json: &[u8]) -> bool {
-    let openings = json.iter().filter(|&&b| b == b'[' || b == b'{').count();
-    if openings <= MAX_NESTING {
-        return false;
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Events are JSON objects; anything else can never become an event.
-fn is_json_object(payload: &[u8]) -> bool {
-    payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-}
-
 /// Request metadata that goes into every job.
 struct JobMeta<'a> {
     project_id: i64,
@@ -443,14 +389,11 @@ fn job_bytes(
 }
 
 /// The event id to answer with: envelope header, else payload, else a new one.
-fn pick_event_id(header: Option<uuid::Uuid>, payload: Option<&serde_json::Value>) -> String {
+fn pick_event_id(header: Option<uuid::Uuid>, payload: Option<&str>) -> String {
     if let Some(id) = header {
         return id.simple().to_string();
     }
-    if let Some(id) = payload
-        .and_then(|v| v.as_str())
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-    {
+    if let Some(id) = payload.and_then(|s| uuid::Uuid::parse_str(s).ok()) {
         return id.simple().to_string();
     }
     uuid::Uuid::new_v4().simple().to_string()
@@ -610,18 +553,21 @@ async fn accept_envelope(
             header_id.map(|id| id.simple().to_string()).as_deref(),
         ));
     };
-    let probe: EventIdProbe = serde_json::from_slice(&item.payload).map_err(|e| {
+    // Checked the way the worker reads it: an accepted payload the worker cannot parse
+    // would be an event lost.
+    let checked = json_check::check(&item.payload).map_err(|e| {
         IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
             .cause(format!("event item is not valid JSON: {e}"))
     })?;
-    if nests_too_deep(&item.payload) {
+    // Security reports may be arrays (the Reporting API); events are objects.
+    if item.headers.ty == ItemType::Event && !checked.is_object {
         return Err(
             IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                .cause(TOO_DEEP.to_string()),
+                .cause("event item is not a JSON object"),
         );
     }
     admit(state, key)?;
-    let event_id = pick_event_id(header_id, probe.event_id.as_ref());
+    let event_id = pick_event_id(header_id, checked.event_id.as_deref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
     meta.envelope_sdk = envelope.headers.sdk.as_ref();
@@ -687,35 +633,31 @@ async fn accept_store_body(
     if body.first().is_some_and(|b| *b != b'{') {
         body = legacy_base64_zlib(&body, state.limits.max_event_size)?;
     }
-    let probe: EventIdProbe = serde_json::from_slice(&body)
-        .or_else(|_| {
-            // Old Python clients may write NaN/Infinity; the worker tolerates them, so only
-            // the id probe needs them gone.
-            serde_json::from_slice(&replace_non_finite(&body))
-        })
-        .map_err(|e| {
-            IngestError::new(StatusCode::BAD_REQUEST, format!("invalid JSON event: {e}"))
-        })?;
-    if !is_json_object(&body) {
+    // Old Python clients may write NaN/Infinity: the job gets them as null.
+    let (body, checked) = match json_check::check(&body) {
+        Ok(checked) => (body, checked),
+        Err(e) => {
+            let fixed = replace_non_finite(&body);
+            match json_check::check(&fixed) {
+                Ok(checked) => (Bytes::from(fixed), checked),
+                Err(_) => {
+                    return Err(IngestError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid JSON event: {e}"),
+                    ));
+                }
+            }
+        }
+    };
+    if !checked.is_object {
         return Err(IngestError::new(
             StatusCode::BAD_REQUEST,
             "invalid JSON event: not an object",
         ));
     }
-    if nests_too_deep(&body) {
-        return Err(IngestError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON event: {TOO_DEEP}"),
-        ));
-    }
     admit(state, key)?;
-    let event_id = pick_event_id(None, probe.event_id.as_ref());
+    let event_id = pick_event_id(None, checked.event_id.as_deref());
     let meta = job_meta(req, project_id);
-    let body = if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
-        body
-    } else {
-        Bytes::from(replace_non_finite(&body))
-    };
     let job = job_bytes(state, &meta, &event_id, PayloadKind::Event, &body)?;
     enqueue(state, project_id, job).await?;
     Ok(ok_id(Some(&event_id)))
@@ -801,7 +743,7 @@ async fn security_request(
         .await
         .map_err(in_project)?;
     let body = decode(&req, body, state.limits.max_event_size).map_err(in_project)?;
-    serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+    json_check::check(&body).map_err(|e| {
         in_project(IngestError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid security report: {e}"),
@@ -818,30 +760,6 @@ async fn security_request(
 
 #[cfg(test)]
 mod tests {
-    /// Ingest refuses exactly the nesting the worker's parser refuses, with brackets inside
-    /// strings not counted.
-    #[test]
-    fn nesting_limit_matches_the_workers_parser() {
-        for depth in 100..140 {
-            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
-                let json = format!(
-                    "{{\"s\": \"[[{{\\\"]]\", \"x\": {}1{}}}",
-                    open.repeat(depth - 1),
-                    close.repeat(depth - 1)
-                );
-                let parsed = serde_json::from_str::<serde_json::Value>(&json).is_ok();
-                assert_eq!(
-                    super::nests_too_deep(json.as_bytes()),
-                    !parsed,
-                    "depth {depth} {open}"
-                );
-            }
-        }
-        // Many brackets side by side are not depth.
-        let wide = format!("{{\"x\": [{}]}}", vec!["[]"; 500].join(","));
-        assert!(!super::nests_too_deep(wide.as_bytes()));
-    }
-
     use super::*;
 
     #[test]

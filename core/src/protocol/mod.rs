@@ -6,3 +6,4 @@ pub mod auth;
 pub mod dsn;
 pub mod envelope;
 pub mod event;
+pub mod json_check;
