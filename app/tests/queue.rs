@@ -169,6 +169,51 @@ async fn the_checkpointer_keeps_the_wal_bounded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A group commit that fails answers each of its requests with the error (ingest turns it
+/// into a 503, so the SDK retries), and the committer writes the next batch through a fresh
+/// connection instead of failing every later request too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_commit_is_reported_and_the_next_one_lands() {
+    let dir = temp_dir("faultline-commit-fail");
+    let pool = open_sqlite(&dir.join("queue.db")).await.expect("queue");
+    let queue = Queue::start(Backend::Sqlite(pool.clone()));
+    queue.enqueue(job(1)).await.expect("first job");
+
+    // The payload table goes away under the committer: its prepared insert now fails.
+    sea_orm::sqlx::query("ALTER TABLE queue_payloads RENAME TO queue_payloads_away")
+        .execute(&pool)
+        .await
+        .expect("rename");
+    let failed = queue.enqueue(job(2)).await;
+    assert!(
+        matches!(failed, Err(faultline_app::queue::QueueError::Write(_))),
+        "{failed:?}"
+    );
+    sea_orm::sqlx::query("ALTER TABLE queue_payloads_away RENAME TO queue_payloads")
+        .execute(&pool)
+        .await
+        .expect("rename back");
+
+    queue.enqueue(job(3)).await.expect("the next job lands");
+    let payloads: i64 = sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM queue_payloads")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        payloads, 2,
+        "jobs 1 and 3 are durable, job 2 was refused whole"
+    );
+    let orphans: i64 = sea_orm::sqlx::query_scalar(
+        "SELECT COUNT(*) FROM queue_jobs WHERE id NOT IN (SELECT id FROM queue_payloads)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(orphans, 0, "the failed batch left no job row behind");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn temp_dir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");

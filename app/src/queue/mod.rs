@@ -8,9 +8,10 @@
 //! script call (Redis), then wakes all their requests. Under light load a batch is one
 //! job and adds no delay; under heavy load the batches grow by themselves.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::TaskBuilder;
 use faultline_core::config::Config;
@@ -86,14 +87,17 @@ impl Queue {
         let commit_backend = backend.clone();
         let spawned = std::thread::Builder::new()
             .name("faultline-commit".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
+            .spawn(move || match commit_backend {
+                Backend::Sqlite(pool) => {
+                    sqlite_committer(pool.connect_options().get_filename().to_path_buf(), rx)
+                }
+                Backend::Redis(conn) => match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(committer(commit_backend, rx)),
+                    Ok(rt) => rt.block_on(redis_committer(conn, rx)),
                     Err(e) => tracing::error!(error = %e, "cannot start the queue committer"),
-                }
+                },
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the queue committer thread");
@@ -168,53 +172,73 @@ pub async fn open_sqlite_for_worker(path: &std::path::Path) -> anyhow::Result<Sq
     sqlite::open_for_worker(path).await
 }
 
-async fn committer(backend: Backend, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let jobs: Vec<Vec<u8>> = batch
-            .iter_mut()
-            .map(|p| std::mem::take(&mut p.job))
-            .collect();
-        let started = std::time::Instant::now();
-        let count = jobs.len();
-        let result = write_batch(&backend, jobs).await;
-        tracing::debug!(
-            jobs = count,
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "group commit"
-        );
-        if let Err(e) = &result {
-            tracing::error!(error = %e, jobs = batch.len(), "queue write failed");
-        }
-        for p in batch.drain(..) {
-            let _ = p.done.send(result.clone());
+/// Takes every job that arrived while the previous write ran (at most [`MAX_BATCH`]).
+fn take_batch(first: Pending, rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
         }
     }
 }
 
-async fn write_batch(backend: &Backend, jobs: Vec<Vec<u8>>) -> Result<(), String> {
-    match backend {
-        Backend::Sqlite(pool) => sqlite::insert_batch(pool, &jobs)
-            .await
-            .map_err(|e| e.to_string()),
-        Backend::Redis(conn) => {
-            let tasks: Vec<_> = jobs
-                .into_iter()
-                .map(|job| TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS).build())
-                .collect();
-            let mut conn = conn.clone();
-            apalis_redis::queries::push_tasks(&mut conn, &redis_config(), &tasks)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+/// Answers every request of a written batch.
+fn finish_batch(batch: &mut Vec<Pending>, result: Result<(), String>, started: Instant) {
+    tracing::debug!(
+        jobs = batch.len(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "group commit"
+    );
+    if let Err(e) = &result {
+        tracing::error!(error = %e, jobs = batch.len(), "queue write failed");
+    }
+    for p in batch.drain(..) {
+        let _ = p.done.send(result.clone());
+    }
+}
+
+/// The embedded queue's committer: a blocking loop over its own SQLite connection
+/// ([`sqlite::Writer`]), opened again after a failed write.
+fn sqlite_committer(path: PathBuf, mut rx: mpsc::Receiver<Pending>) {
+    let mut writer: Option<sqlite::Writer> = None;
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        take_batch(first, &mut rx, &mut batch);
+        let started = Instant::now();
+        let written = match writer.as_mut() {
+            Some(w) => Ok(w),
+            None => sqlite::Writer::open(&path).map(|w| writer.insert(w)),
         }
+        .and_then(|w| w.insert_batch(batch.iter().map(|p| p.job.as_slice())));
+        if written.is_err() {
+            // A broken connection must not fail every later batch too.
+            writer = None;
+        }
+        finish_batch(&mut batch, written.map_err(|e| e.to_string()), started);
+    }
+}
+
+/// The Redis committer: one script call per batch.
+async fn redis_committer(conn: redis::aio::ConnectionManager, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        take_batch(first, &mut rx, &mut batch);
+        let started = Instant::now();
+        let tasks: Vec<_> = batch
+            .iter_mut()
+            .map(|p| {
+                TaskBuilder::new(std::mem::take(&mut p.job))
+                    .max_attempts(MAX_ATTEMPTS)
+                    .build()
+            })
+            .collect();
+        let mut conn = conn.clone();
+        let result = apalis_redis::queries::push_tasks(&mut conn, &redis_config(), &tasks)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        finish_batch(&mut batch, result, started);
     }
 }
 
