@@ -243,21 +243,34 @@ async fn read_body(
         .unwrap_or(0)
         .min(limit)
         .min(1 << 20);
-    let mut buf = bytes::BytesMut::with_capacity(expected);
+    // A body that arrives in one chunk (most: a request's bytes come in one read) is used as
+    // it is, not copied.
+    let mut single: Option<Bytes> = None;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             IngestError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
         })?;
         metrics::get().ingest_bytes.inc_by(chunk.len() as u64);
-        if buf.len() + chunk.len() > limit {
+        total += chunk.len();
+        if total > limit {
             return Err(IngestError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body exceeded size limit",
             ));
         }
+        if single.is_none() && buf.is_empty() {
+            single = Some(chunk);
+            continue;
+        }
+        if let Some(first) = single.take() {
+            buf.reserve(expected.max(total));
+            buf.extend_from_slice(&first);
+        }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(single.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Decompresses per `Content-Encoding`, cut off at the decompressed limit.

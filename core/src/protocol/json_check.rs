@@ -113,6 +113,8 @@ pub fn check(json: &[u8]) -> Result<Checked, JsonError> {
     Scanner { json, pos: 0 }.document()
 }
 
+/// The scanner's per-token functions are forced inline: called once per string, key and
+/// separator, the calls cost ~20 % of the scan (5.3 vs 4.3 µs on the 8.8 KB bench event).
 struct Scanner<'a> {
     json: &'a [u8],
     pos: usize,
@@ -209,6 +211,7 @@ impl Scanner<'_> {
         }
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.json.get(self.pos).copied()
     }
@@ -220,6 +223,7 @@ impl Scanner<'_> {
         })
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.pos += 1;
@@ -227,6 +231,7 @@ impl Scanner<'_> {
     }
 
     /// Reads an object key and its `:`; true when it is the top-level `event_id`.
+    #[inline(always)]
     fn key(&mut self, depth: usize) -> Result<bool, JsonError> {
         match self.peek() {
             Some(b'"') => {}
@@ -254,6 +259,7 @@ impl Scanner<'_> {
 
     /// Reads a string from its opening quote to past its closing one; true when it holds
     /// escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, JsonError> {
         self.pos += 1;
         let mut escaped = false;
@@ -277,6 +283,7 @@ impl Scanner<'_> {
     /// Moves to the next byte of a string that needs a look: `"`, `\` or a control
     /// character. Eight bytes at a time: the lowest flagged byte of a word is always a real
     /// match (a false flag can only sit above a real one), so the first match is exact.
+    #[inline(always)]
     fn skip_plain_string(&mut self) {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
