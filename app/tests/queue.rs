@@ -214,6 +214,40 @@ async fn a_failed_group_commit_is_reported_and_the_next_one_lands() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A group commit stores every payload of its batch exactly once, each with its own job row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_stores_every_job_once() {
+    let dir = temp_dir("faultline-commit-chunks");
+    let path = dir.join("queue.db");
+    let pool = open_sqlite(&path).await.expect("queue");
+    let payloads: Vec<Vec<u8>> = (0..70).map(job).collect();
+    let mut writer = sqlite::Writer::open(&path).expect("writer");
+    writer
+        .insert_batch(payloads.iter().map(|p| p.as_slice()))
+        .expect("70 jobs");
+    writer
+        .insert_batch([payloads[0].as_slice()])
+        .expect("one job");
+    let mut stored: Vec<Vec<u8>> = sea_orm::sqlx::query_scalar(
+        "SELECT payload FROM queue_payloads JOIN queue_jobs USING (id) ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("payloads");
+    let jobs: i64 = sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM queue_jobs")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(jobs, 71);
+    stored.sort();
+    let mut expected = payloads.clone();
+    expected.push(payloads[0].clone());
+    expected.sort();
+    assert_eq!(stored, expected);
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn temp_dir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
