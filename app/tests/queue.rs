@@ -90,6 +90,19 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
                 errors.iter().any(|e| e.contains("invalid event payload")),
                 "{report:?}"
             );
+            // Retrying cannot make a payload valid: it died at its first attempt.
+            assert!(
+                report
+                    .dead
+                    .iter()
+                    .filter(|d| d
+                        .2
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("invalid event payload"))
+                    .all(|d| d.1 == 1),
+                "{report:?}"
+            );
             assert!(
                 errors
                     .iter()
