@@ -12,6 +12,7 @@ use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use faultline_core::metrics::{self, PoolLabel};
 use sea_orm::{DatabaseConnection, DbBackend};
+use subtle::ConstantTimeEq;
 
 /// What the metrics endpoint needs.
 pub struct MetricsState {
@@ -31,7 +32,7 @@ async fn scrape(req: HttpRequest, state: web::Data<MetricsState>) -> HttpRespons
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
+        if !sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(token.as_bytes()))) {
             return HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\""))
                 .json(serde_json::json!({
@@ -67,10 +68,6 @@ fn sample_pool(db: &DatabaseConnection) {
         .get_or_create(&PoolLabel { state: "in_use" })
         .set((size as i64 - idle).max(0));
     m.db_pool_max.set(max as i64);
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// For `faultline worker`: a small server with `/metrics` and `/healthz` only.

@@ -3,29 +3,22 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, DbErr};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::sql::stmt;
 
 /// Longest token accepted (a long address is at most 254 characters).
 const MAX_TOKEN_LEN: usize = 512;
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+/// HMAC-SHA256 of `message` under `key` (RustCrypto's `hmac`).
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of every length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn signature(secret: &str, payload: &str) -> [u8; 32] {
@@ -53,13 +46,7 @@ pub fn verify(secret: &str, token: &str) -> Option<(i64, String)> {
     let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
     let expected = signature(secret, payload);
     // Constant time: the comparison does not tell how many bytes were right.
-    if sig.len() != expected.len()
-        || sig
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            != 0
-    {
+    if !bool::from(sig.as_slice().ct_eq(&expected)) {
         return None;
     }
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
