@@ -142,6 +142,21 @@ enum TokenCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// List an organization's API tokens: id, owner, name, scopes, last use (never the
+    /// tokens themselves, which are stored hashed).
+    List {
+        /// Slug of the organization.
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke an API token at once (its id from `faultline token list`).
+    Revoke {
+        /// Slug of the organization the token belongs to.
+        #[arg(long)]
+        org: String,
+        /// The token's id.
+        id: i64,
+    },
 }
 
 /// Runs the parsed command.
@@ -222,6 +237,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = open_db(config).await?;
             let token = create_token(&db, &org, &scopes, &name).await?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::List { org }) => {
+            let db = open_db(config).await?;
+            let tokens = list_tokens(&db, &org).await?;
+            if tokens.is_empty() {
+                eprintln!("organization {org} has no API tokens");
+            }
+            for t in tokens {
+                println!(
+                    "{}\t{}\t{}\t...{}\t{}\tlast used {}",
+                    t.id,
+                    t.owner.as_deref().unwrap_or("(organization)"),
+                    if t.name.is_empty() { "-" } else { &t.name },
+                    t.hint,
+                    t.scopes,
+                    t.last_used_at
+                        .map(|ms| chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|d| d.to_rfc3339())
+                            .unwrap_or_default())
+                        .unwrap_or_else(|| "never".into()),
+                );
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { org, id }) => {
+            let db = open_db(config).await?;
+            revoke_token(&db, &org, id).await?;
+            eprintln!("token {id} of {org} revoked");
             Ok(())
         }
         Command::Jobs { retry_dead } => {
@@ -543,6 +587,71 @@ pub async fn create_token_for(
     .insert(db)
     .await?;
     Ok(token)
+}
+
+/// An API token as `faultline token list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    /// The owner's email; `None` for an organization token (made by `token create`).
+    pub owner: Option<String>,
+    pub name: String,
+    /// The token's last four characters.
+    pub hint: String,
+    pub scopes: String,
+    pub last_used_at: Option<i64>,
+}
+
+/// Every API token of an organization, oldest first.
+pub async fn list_tokens(
+    db: &DatabaseConnection,
+    org_slug: &str,
+) -> anyhow::Result<Vec<TokenInfo>> {
+    let org = find_org(db, org_slug).await?;
+    let tokens = api_token::Entity::find()
+        .filter(api_token::Column::OrganizationId.eq(org.id))
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let owner = match t.user_id {
+            Some(id) => Some(
+                user::Entity::find_by_id(id)
+                    .one(db)
+                    .await?
+                    .map(|u| u.email)
+                    .unwrap_or_else(|| format!("user {id}")),
+            ),
+            None => None,
+        };
+        out.push(TokenInfo {
+            id: t.id,
+            owner,
+            name: t.name,
+            hint: t.token_hint,
+            scopes: t.scopes,
+            last_used_at: t.last_used_at,
+        });
+    }
+    out.sort_by_key(|t| t.id);
+    Ok(out)
+}
+
+/// Revokes (deletes) an API token of an organization; it stops working at its next request.
+pub async fn revoke_token(db: &DatabaseConnection, org_slug: &str, id: i64) -> anyhow::Result<()> {
+    let org = find_org(db, org_slug).await?;
+    let deleted = api_token::Entity::delete_many()
+        .filter(api_token::Column::Id.eq(id))
+        .filter(api_token::Column::OrganizationId.eq(org.id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if deleted == 0 {
+        bail!(
+            "organization {org_slug} has no token {id}: see `faultline token list --org {org_slug}`"
+        );
+    }
+    Ok(())
 }
 
 /// Sends one envelope with a message event, as an SDK would, and prints the event id.
