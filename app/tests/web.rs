@@ -1044,3 +1044,211 @@ async fn the_web_api_accepts_the_session_of_a_logged_in_user() {
     assert_ne!(page.status, 200);
     assert_eq!(issue_status(&app, issue).await, "unresolved");
 }
+
+// ---------------------------------------------------------------------------------------
+// Sessions end for good, and roles count on every request.
+
+/// The application on `engine` (`sqlite` or a fresh PostgreSQL database).
+async fn spawn_on(engine: &str) -> TestApp {
+    if engine == "sqlite" {
+        return spawn_app(&[]).await;
+    }
+    let admin_url = faultline_core::db::testing::postgres_admin_url();
+    let admin = faultline_core::db::connect_url(&admin_url)
+        .await
+        .expect("postgres");
+    let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("url");
+    url.set_path(&name);
+    spawn_app(&[("DATABASE_URL", url.as_str())]).await
+}
+
+impl Browser {
+    /// A browser script's call to the Web API with this session (and, for writes, the
+    /// session's CSRF token in `X-CSRFToken`): (status, body).
+    async fn api(
+        &mut self,
+        method: &str,
+        path: &str,
+        csrf: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let url = format!("{}/api/0/{}", self.base, path);
+        let (method, body) = (method.to_string(), body.to_string());
+        let cookie = self.cookie.clone();
+        let csrf = csrf.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .new_agent();
+            let mut req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url)
+                .header("Content-Type", "application/json");
+            if let Some(c) = &cookie {
+                req = req.header("Cookie", c);
+            }
+            if let Some(t) = &csrf {
+                req = req.header("X-CSRFToken", t);
+            }
+            let mut resp = if body.is_empty() {
+                agent.run(req.body(()).expect("request"))
+            } else {
+                agent.run(req.body(body).expect("request"))
+            }
+            .expect("sent");
+            (
+                resp.status().as_u16(),
+                resp.body_mut().read_to_string().unwrap_or_default(),
+            )
+        })
+        .await
+        .expect("task")
+    }
+
+    /// The CSRF token of this session (from the account page).
+    async fn token(&mut self) -> String {
+        self.get("/account").await.csrf()
+    }
+}
+
+async fn issue_exists(app: &TestApp, issue_id: i64) -> bool {
+    app.count(&format!(
+        "SELECT COUNT(*) FROM issues WHERE id = {issue_id}"
+    ))
+    .await
+        == 1
+}
+
+async fn set_role(app: &TestApp, user_id: i64, role: &str) {
+    app.db
+        .execute_raw(stmt(
+            app,
+            "UPDATE members SET role = ? WHERE user_id = ?",
+            vec![role.into(), user_id.into()],
+        ))
+        .await
+        .expect("role");
+}
+
+#[tokio::test]
+async fn a_logged_out_cookie_replayed_is_a_visitor_on_both_engines() {
+    for engine in ["sqlite", "postgres"] {
+        let app = spawn_on(engine).await;
+        let u = user(&app, "lou@example.com").await;
+        add_member(&app, "acme", u, "member").await;
+        let (issue, _) = send_event(&app, app.project_id, &app.public_key, "replayed").await;
+        let mut b = Browser::new(&app);
+        b.login("lou@example.com", PASSWORD).await;
+        assert_eq!(b.get("/account").await.status, 200, "{engine}");
+        assert_eq!(
+            b.api("GET", "organizations/", None, "").await.0,
+            200,
+            "{engine}"
+        );
+        let csrf = b.token().await;
+        let stolen = b.cookie.clone();
+
+        // Logging out needs the session's token: a forged form ends nothing.
+        let page = b.post("/logout", &[("csrf", "forged")]).await;
+        assert_eq!(page.status, 403, "{engine}");
+        assert_eq!(b.get("/account").await.status, 200, "{engine}");
+        let page = b.submit("/account", "/logout", &[]).await;
+        assert_eq!(page.location(), "/login", "{engine}");
+        assert_eq!(b.get("/account").await.status, 303, "{engine}");
+
+        // The old cookie, replayed: the pages send it to the login, the API wants
+        // credentials, and a write with the old CSRF token changes nothing.
+        let mut replay = Browser::new(&app);
+        replay.cookie = stolen.clone();
+        let page = replay.get("/account").await;
+        assert_eq!(page.status, 303, "{engine}");
+        assert!(page.location().starts_with("/login"), "{engine}");
+        let mut replay = Browser::new(&app);
+        replay.cookie = stolen.clone();
+        assert_eq!(
+            replay.api("GET", "organizations/", None, "").await.0,
+            401,
+            "{engine}"
+        );
+        let (status, _) = replay
+            .api(
+                "PUT",
+                &format!("issues/{issue}/"),
+                Some(&csrf),
+                "{\"status\":\"resolved\"}",
+            )
+            .await;
+        assert_eq!(status, 401, "{engine}");
+        assert_eq!(issue_status(&app, issue).await, "unresolved", "{engine}");
+        // Logging in again works, in a new session.
+        let mut again = Browser::new(&app);
+        assert_eq!(again.login("lou@example.com", PASSWORD).await.status, 303);
+        assert_eq!(again.get("/account").await.status, 200, "{engine}");
+        assert_ne!(again.cookie, stolen, "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn log_out_everywhere_ends_every_session_on_both_engines() {
+    for engine in ["sqlite", "postgres"] {
+        let app = spawn_on(engine).await;
+        let u = user(&app, "eve@example.com").await;
+        add_member(&app, "acme", u, "member").await;
+        let other = user(&app, "other@example.com").await;
+        add_member(&app, "acme", other, "member").await;
+        let mut laptop = Browser::new(&app);
+        laptop.login("eve@example.com", PASSWORD).await;
+        let mut phone = Browser::new(&app);
+        phone.login("eve@example.com", PASSWORD).await;
+        let mut someone = Browser::new(&app);
+        someone.login("other@example.com", PASSWORD).await;
+        let page = laptop.get("/account").await;
+        assert!(
+            page.body.contains("logged in in 2 places"),
+            "{engine}: {}",
+            page.body
+        );
+        assert!(page.body.contains("Log out everywhere"), "{engine}");
+
+        // Without the session's token, or without a session: nothing ends.
+        let page = laptop
+            .post("/account/sessions/end", &[("csrf", "nope")])
+            .await;
+        assert_eq!(page.status, 403, "{engine}");
+        let page = Browser::new(&app)
+            .submit("/login", "/account/sessions/end", &[])
+            .await;
+        assert_eq!(page.status, 303, "{engine}");
+        assert!(page.location().starts_with("/login"), "{engine}");
+        assert_eq!(phone.get("/account").await.status, 200, "{engine}");
+
+        let page = laptop
+            .submit("/account", "/account/sessions/end", &[])
+            .await;
+        assert_eq!(page.status, 303, "{engine}");
+        assert_eq!(page.location(), "/login", "{engine}");
+        // Both of eve's sessions are over, pages and API alike; someone else's is not.
+        assert_eq!(laptop.get("/account").await.status, 303, "{engine}");
+        assert_eq!(phone.get("/account").await.status, 303, "{engine}");
+        assert_eq!(
+            phone.api("GET", "organizations/", None, "").await.0,
+            401,
+            "{engine}"
+        );
+        assert_eq!(someone.get("/account").await.status, 200, "{engine}");
+        let mut back = Browser::new(&app);
+        back.login("eve@example.com", PASSWORD).await;
+        let page = back.get("/account").await;
+        assert!(
+            page.body.contains("logged in in 1 place"),
+            "{engine}: {}",
+            page.body
+        );
+    }
+}

@@ -8,7 +8,7 @@ use sha2::Digest;
 
 use super::context::{Ctx, Nav, safe_next};
 use super::error::WebError;
-use super::sql;
+use super::{session, sql};
 use crate::cli;
 
 /// Shortest password accepted (the CLI's rule too).
@@ -145,7 +145,7 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
         .ok_or(WebError::NotFound)?;
         sql::get(&row, "password_hash")?
     };
-    ctx.log_in(user_id, &hash);
+    ctx.log_in(user_id, &hash).await?;
     Ok(ctx.redirect(&format!("/organizations/{org_slug}/projects?welcome=1")))
 }
 
@@ -224,13 +224,25 @@ pub async fn login_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
         );
     }
     ctx.web.throttle.succeeded(&email, &ctx.ip);
-    ctx.log_in(user_id, &hash);
+    ctx.log_in(user_id, &hash).await?;
     Ok(ctx.redirect(safe_next(&next).unwrap_or("/")))
 }
 
 pub async fn logout(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
     ctx.form(&body)?;
-    ctx.log_out();
+    ctx.log_out().await?;
+    Ok(ctx.redirect("/login"))
+}
+
+/// `POST /account/sessions/end`: "log out everywhere" ends every session of the user,
+/// this one included (a lost laptop's session cannot be told apart from this one, and
+/// logging in again is cheap), then shows the login page.
+pub async fn end_all_sessions(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let user_id = ctx.user()?.id;
+    ctx.form(&body)?;
+    let ended = session::end_all(&ctx.app.db, user_id, None, now_ms()).await?;
+    tracing::info!(user_id, ended, "user logged out everywhere");
+    ctx.log_out().await?;
     Ok(ctx.redirect("/login"))
 }
 
@@ -242,6 +254,8 @@ struct AccountPage {
     error: String,
     done: bool,
     is_superuser: bool,
+    /// Live sessions of the user, this one included.
+    sessions: i64,
 }
 
 pub async fn account(ctx: Ctx) -> Result<HttpResponse, WebError> {
@@ -252,6 +266,7 @@ pub async fn account(ctx: Ctx) -> Result<HttpResponse, WebError> {
         error: String::new(),
         done: ctx.q("done") == "password",
         is_superuser: user.is_superuser,
+        sessions: session::live_count(&ctx.app.db, user.id, now_ms()).await?,
     })
 }
 
@@ -262,6 +277,7 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
     if let Some(wait) = ctx.web.throttle.locked(&user.email, &ctx.ip, now) {
         return Err(WebError::Throttled(wait));
     }
+    let sessions = session::live_count(&ctx.app.db, user.id, now).await?;
     let fail = |ctx: &Ctx, error: String| {
         ctx.page_with_status(
             &AccountPage {
@@ -270,6 +286,7 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
                 error,
                 done: false,
                 is_superuser: user.is_superuser,
+                sessions,
             },
             StatusCode::BAD_REQUEST,
         )
@@ -288,8 +305,10 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
         vec![hash.clone().into(), user.id.into()],
     )
     .await?;
-    // Every other session of this user ends (their password tag no longer matches).
-    ctx.log_in(user.id, &hash);
+    // Every other session of this user ends: their password tag no longer matches, and
+    // their rows are revoked too. This browser goes on in a new session.
+    session::end_all(&ctx.app.db, user.id, None, now).await?;
+    ctx.log_in(user.id, &hash).await?;
     Ok(ctx.redirect("/account?done=password"))
 }
 
@@ -403,7 +422,7 @@ pub async fn invite_accept(
             .await?
             .ok_or(WebError::NotFound)?;
             let hash: String = sql::get(&row, "password_hash")?;
-            ctx.log_in(id, &hash);
+            ctx.log_in(id, &hash).await?;
             id
         }
     };

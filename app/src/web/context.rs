@@ -158,29 +158,16 @@ impl Ctx {
         };
         let mut user = None;
         if session.user_id != 0 {
-            let row = sql::one(
-                &app.db,
-                "SELECT id, email, is_superuser, password_hash FROM users WHERE id = ?",
-                vec![session.user_id.into()],
-            )
-            .await?;
-            if let Some(row) = row {
-                let u = CurrentUser {
-                    id: sql::get(&row, "id")?,
-                    email: sql::get(&row, "email")?,
-                    is_superuser: sql::get(&row, "is_superuser")?,
-                    password_hash: sql::get(&row, "password_hash")?,
-                };
-                if session::password_tag(&u.password_hash) == session.password_tag {
-                    user = Some(u);
-                }
-            }
+            user = session::live_user(&app.db, &session, now).await?;
             if user.is_none() {
-                // The user was deleted or changed their password: start over as a visitor.
+                // Logged out (here or everywhere), the user was deleted or changed their
+                // password: start over as a visitor.
                 session = Session::anonymous(now);
                 new_cookie = Some(session.encode(&web.secret));
             }
         }
+        // Memberships and roles are read on every request, never kept in the cookie: a
+        // role change or a removal counts from the next request on.
         let mut orgs = Vec::new();
         if let Some(u) = &user {
             for row in sql::all(
@@ -266,17 +253,22 @@ impl Ctx {
         }
     }
 
-    /// Starts a logged-in session for `user_id` (a fresh nonce: new CSRF tokens).
-    pub fn log_in(&mut self, user_id: i64, password_hash: &str) {
-        self.session = Session::for_user(user_id, password_hash, now_ms());
+    /// Starts a logged-in session for `user_id` (a fresh nonce: new CSRF tokens) and
+    /// records it server-side.
+    pub async fn log_in(&mut self, user_id: i64, password_hash: &str) -> Result<(), WebError> {
+        self.session = session::start(&self.app.db, user_id, password_hash, now_ms()).await?;
         self.new_cookie = Some(self.session.encode(&self.web.secret));
+        Ok(())
     }
 
-    /// Ends the session.
-    pub fn log_out(&mut self) {
-        self.session = Session::anonymous(now_ms());
+    /// Ends the session, server-side too: a copy of the old cookie no longer logs anyone in.
+    pub async fn log_out(&mut self) -> Result<(), WebError> {
+        let now = now_ms();
+        session::end(&self.app.db, &self.session, now).await?;
+        self.session = Session::anonymous(now);
         self.user = None;
         self.new_cookie = Some(self.session.encode(&self.web.secret));
+        Ok(())
     }
 
     fn cookie(&self) -> Option<Cookie<'static>> {
@@ -324,11 +316,120 @@ impl Ctx {
     }
 }
 
-/// Only same-site paths are followed after login or a form (no open redirects).
+/// Longest `next=` target followed.
+const MAX_NEXT: usize = 2048;
+
+/// Only same-origin paths are followed after login or a form (no open redirects): an
+/// absolute path (`/...`) that no browser could read as another host. Refused: anything
+/// not starting with one `/` (schemes such as `https:` or `javascript:`, `//host`), any
+/// backslash (browsers read `/\host` as `//host`), any control or whitespace character
+/// (browsers drop TAB and newlines, so `/\t/host` would become `//host`), and the same
+/// once percent-decoded (`/%09/host`, `/%2F/host`, `/%5Chost`), so no later decoding step
+/// can turn an accepted path into another host.
 pub fn safe_next(next: &str) -> Option<&str> {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.contains(['\r', '\n']);
+    fn same_origin_path(p: &str) -> bool {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(char::is_control)
+    }
+    // Raw whitespace has no place in a path a browser sent (it arrives percent-encoded); an
+    // encoded space in a search query (`%20`) is fine.
+    let ok = next.len() <= MAX_NEXT
+        && same_origin_path(next)
+        && !next.chars().any(char::is_whitespace)
+        && percent_decode(next)
+            .as_deref()
+            .is_some_and(same_origin_path);
     ok.then_some(next)
+}
+
+/// `%XX` escapes decoded once (anything else is kept as is); `None` when the result is
+/// not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Open-redirect attempts seen in the wild (and in browsers' URL parsers) are refused.
+    #[test]
+    fn next_accepts_only_same_origin_paths() {
+        for bad in [
+            "",
+            "evil.com",
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "\\/evil.com",
+            "\\\\evil.com",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\n/evil.com",
+            "\t//evil.com",
+            " /evil.com",
+            "/ /evil.com",
+            "/\u{0}/evil.com",
+            "/\u{7f}/evil.com",
+            "/\u{85}/evil.com",
+            "/\u{2028}/evil.com",
+            "/%09/evil.com",
+            "/%0a/evil.com",
+            "/%0D%0A/evil.com",
+            "/%2F/evil.com",
+            "/%2f%2fevil.com",
+            "/%5Cevil.com",
+            "/%5c%5cevil.com",
+            "/%00",
+            "/%ff",
+            "https://evil.com",
+            "http:/evil.com",
+            "HTTPS://evil.com/",
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "/organizations/acme\\..\\..\\evil",
+            "/organizations/acme/issues?q=\\",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_NEXT));
+        assert_eq!(safe_next(&long), None);
+        for good in [
+            "/",
+            "/organizations/acme/issues",
+            "/organizations/acme/issues?query=is%3Aunresolved+level%3Aerror&sort=date",
+            "/organizations/acme/issues/12#events",
+            "/account?done=password",
+            "/javascript:alert(1)",
+            "/a/%2e%2e/b",
+            "/search?q=%C3%A9",
+            "/organizations/acme/issues?query=level%3Aerror%20checkout&x=1",
+            "/100%",
+        ] {
+            assert_eq!(safe_next(good), Some(good), "{good:?}");
+        }
+    }
 }

@@ -84,6 +84,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(auth::logout))
         .route("/account", web::get().to(auth::account))
         .route("/account/password", web::post().to(auth::change_password))
+        .route(
+            "/account/sessions/end",
+            web::post().to(auth::end_all_sessions),
+        )
         .route("/invite/{token}", web::get().to(auth::invite_form))
         .route("/invite/{token}", web::post().to(auth::invite_accept))
         .route("/organizations/new", web::post().to(orgs::create_org))
