@@ -1750,3 +1750,199 @@ async fn issues_and_events_through_the_web_api() {
         assert_eq!(r.status, 404);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Tokens follow their owner's membership; organization tokens live until revoked.
+
+/// Runs a statement with `?` placeholders on either engine.
+async fn exec(api: &Api, sql: &str, values: Vec<sea_orm::Value>) {
+    let stmt = faultline_worker::sql::stmt(api.app.db.get_database_backend(), sql, values);
+    api.app.db.execute_raw(stmt).await.expect("statement");
+}
+
+/// The id of the issue of a stored event.
+async fn issue_of(api: &Api, event_id: &str) -> i64 {
+    api.scalar(&format!(
+        "SELECT issue_id FROM events WHERE event_id = '{event_id}'"
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_revoked() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let db = &api.app.db;
+        let org_id = api
+            .scalar("SELECT id FROM organizations WHERE slug = 'acme'")
+            .await;
+        let kim = faultline_app::cli::create_user(db, "kim@example.com", "correct horse", false)
+            .await
+            .expect("user");
+        exec(
+            &api,
+            "INSERT INTO members (organization_id, user_id, role, created_at) VALUES (?, ?, 'admin', 0)",
+            vec![org_id.into(), kim.into()],
+        )
+        .await;
+        let scopes: Vec<String> = [
+            "org:read",
+            "project:read",
+            "event:read",
+            "event:write",
+            "event:admin",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let kims = faultline_app::cli::create_token_for(db, org_id, Some(kim), &scopes, "kim's")
+            .await
+            .expect("token");
+        let as_kim = |method: &'static str, path: String| {
+            let url = api.url(&path);
+            let token = kims.clone();
+            async move { call(method, &url, Some(&token), None, vec![]).await }
+        };
+        let first = issue_of(
+            &api,
+            &send_event(&api, "first", "RuntimeError", json!({})).await,
+        )
+        .await;
+        let second = issue_of(
+            &api,
+            &send_event(&api, "second", "ValueError", json!({})).await,
+        )
+        .await;
+
+        // An admin's token deletes issues.
+        let r = as_kim("DELETE", format!("issues/{first}/")).await;
+        assert_eq!(r.status, 202, "{engine}: {}", r.text());
+        let me = as_kim("GET", String::new()).await.json();
+        assert!(
+            me["auth"]["scopes"]
+                .as_array()
+                .expect("scopes")
+                .contains(&json!("event:admin")),
+            "{engine}: {me}"
+        );
+
+        // Demoted to member: from the next request on, the token reads and triages but no
+        // longer deletes, and says so.
+        exec(
+            &api,
+            "UPDATE members SET role = 'member' WHERE user_id = ?",
+            vec![kim.into()],
+        )
+        .await;
+        let r = as_kim("DELETE", format!("issues/{second}/")).await;
+        assert_eq!(r.status, 403, "{engine}: {}", r.text());
+        assert!(r.detail().contains("event:admin"), "{engine}: {}", r.text());
+        assert_eq!(
+            api.scalar(&format!("SELECT COUNT(*) FROM issues WHERE id = {second}"))
+                .await,
+            1,
+            "{engine}: the issue is still there"
+        );
+        let r = as_kim("GET", format!("issues/{second}/")).await;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        let r = call(
+            "PUT",
+            &api.url(&format!("issues/{second}/")),
+            Some(&kims),
+            Some("application/json"),
+            json!({"status": "resolved"}).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        let me = as_kim("GET", String::new()).await.json();
+        let reported = me["auth"]["scopes"].as_array().expect("scopes").clone();
+        assert!(!reported.contains(&json!("event:admin")), "{engine}: {me}");
+        assert!(reported.contains(&json!("event:write")), "{engine}: {me}");
+
+        // Removed from the organization: the token stops working at once.
+        exec(
+            &api,
+            "DELETE FROM members WHERE user_id = ?",
+            vec![kim.into()],
+        )
+        .await;
+        for path in [
+            String::new(),
+            format!("issues/{second}/"),
+            "organizations/acme/".into(),
+        ] {
+            let r = as_kim("GET", path.clone()).await;
+            assert_eq!(r.status, 401, "{engine} {path}: {}", r.text());
+            assert!(
+                r.detail().contains("no longer a member"),
+                "{engine}: {}",
+                r.text()
+            );
+        }
+        // Joining again (say, a new invitation) makes it work again, with the new role.
+        exec(
+            &api,
+            "INSERT INTO members (organization_id, user_id, role, created_at) VALUES (?, ?, 'member', 0)",
+            vec![org_id.into(), kim.into()],
+        )
+        .await;
+        assert_eq!(as_kim("GET", format!("issues/{second}/")).await.status, 200);
+
+        // An organization token (no owner, as `faultline token create` makes for CI) keeps
+        // its scopes whoever comes and goes...
+        let ci = faultline_app::cli::create_token(
+            db,
+            "acme",
+            &["event:read".into(), "event:admin".into()],
+            "ci",
+        )
+        .await
+        .expect("token");
+        let r = call(
+            "DELETE",
+            &api.url(&format!("issues/{second}/")),
+            Some(&ci),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 202, "{engine}: {}", r.text());
+        // ... until it is revoked; `token list` shows it, a wrong id or organization is a
+        // clear error.
+        let listed = faultline_app::cli::list_tokens(db, "acme")
+            .await
+            .expect("list");
+        let ci_row = listed
+            .iter()
+            .find(|t| t.name == "ci" && t.scopes.contains("event:admin"))
+            .expect("listed")
+            .clone();
+        assert_eq!(ci_row.owner, None, "{engine}");
+        assert_eq!(
+            listed
+                .iter()
+                .find(|t| t.name == "kim's")
+                .and_then(|t| t.owner.clone())
+                .as_deref(),
+            Some("kim@example.com")
+        );
+        for (org, id) in [("acme", 999_999), ("other", ci_row.id), ("nope", ci_row.id)] {
+            assert!(
+                faultline_app::cli::revoke_token(db, org, id).await.is_err(),
+                "{engine}: {org} {id}"
+            );
+        }
+        faultline_app::cli::revoke_token(db, "acme", ci_row.id)
+            .await
+            .expect("revoked");
+        let r = call("GET", &api.url(""), Some(&ci), None, vec![]).await;
+        assert_eq!(r.status, 401, "{engine}: {}", r.text());
+        assert!(
+            faultline_app::cli::list_tokens(db, "acme")
+                .await
+                .expect("list")
+                .iter()
+                .all(|t| t.id != ci_row.id)
+        );
+    }
+}

@@ -1252,3 +1252,116 @@ async fn log_out_everywhere_ends_every_session_on_both_engines() {
         );
     }
 }
+
+#[tokio::test]
+async fn api_sessions_get_the_scopes_of_the_role_on_both_engines() {
+    for engine in ["sqlite", "postgres"] {
+        let app = spawn_on(engine).await;
+        let m = user(&app, "mia@example.com").await;
+        add_member(&app, "acme", m, "member").await;
+        let a = user(&app, "ada@example.com").await;
+        add_member(&app, "acme", a, "admin").await;
+        let root = cli::create_user(&app.db, "root@example.com", PASSWORD, true)
+            .await
+            .expect("superuser");
+        let _ = root;
+        let (first, _) = send_event(&app, app.project_id, &app.public_key, "one").await;
+        let (second, _) = send_event(&app, app.project_id, &app.public_key, "two").await;
+        let (third, _) = send_event(&app, app.project_id, &app.public_key, "three").await;
+
+        // A member triages through the API but cannot delete: the pages forbid it too.
+        let mut member = Browser::new(&app);
+        member.login("mia@example.com", PASSWORD).await;
+        let csrf = member.token().await;
+        let (status, body) = member.api("GET", "", None, "").await;
+        assert_eq!(status, 200, "{engine}: {body}");
+        assert!(!body.contains("event:admin"), "{engine}: {body}");
+        assert!(body.contains("event:write"), "{engine}: {body}");
+        let (status, body) = member
+            .api("DELETE", &format!("issues/{first}/"), Some(&csrf), "")
+            .await;
+        assert_eq!(status, 403, "{engine}: {body}");
+        assert!(body.contains("event:admin"), "{engine}: {body}");
+        assert!(issue_exists(&app, first).await, "{engine}");
+        let (status, body) = member
+            .api(
+                "PUT",
+                &format!("issues/{first}/"),
+                Some(&csrf),
+                "{\"status\":\"resolved\"}",
+            )
+            .await;
+        assert_eq!(status, 200, "{engine}: {body}");
+        // Garbage and missing rows: 404 before any scope question about them.
+        for path in ["issues/999999/", "issues/garbage/", "issues/-1/"] {
+            let (status, body) = member.api("GET", path, None, "").await;
+            assert_eq!(status, 404, "{engine} {path}: {body}");
+        }
+
+        // An admin deletes.
+        let mut admin = Browser::new(&app);
+        admin.login("ada@example.com", PASSWORD).await;
+        let csrf = admin.token().await;
+        let (status, body) = admin
+            .api("DELETE", &format!("issues/{first}/"), Some(&csrf), "")
+            .await;
+        assert_eq!(status, 202, "{engine}: {body}");
+        assert!(!issue_exists(&app, first).await, "{engine}");
+
+        // Demoted: the very next request counts the new role (pages and API).
+        set_role(&app, a, "member").await;
+        let (status, body) = admin
+            .api("DELETE", &format!("issues/{second}/"), Some(&csrf), "")
+            .await;
+        assert_eq!(status, 403, "{engine}: {body}");
+        assert!(issue_exists(&app, second).await, "{engine}");
+        let page = admin
+            .submit(
+                "/organizations/acme/settings",
+                "/organizations/acme/invites",
+                &[("role", "member")],
+            )
+            .await;
+        assert_eq!(page.status, 403, "{engine}");
+        // Promoted again: allowed again, with no new login.
+        set_role(&app, a, "admin").await;
+        let (status, _) = admin
+            .api("DELETE", &format!("issues/{second}/"), Some(&csrf), "")
+            .await;
+        assert_eq!(status, 202, "{engine}");
+        // Removed from the organization: its pages and objects are gone for them at once.
+        app.db
+            .execute_raw(stmt(
+                &app,
+                "DELETE FROM members WHERE user_id = ?",
+                vec![a.into()],
+            ))
+            .await
+            .expect("remove");
+        assert_eq!(
+            admin.get("/organizations/acme/issues").await.status,
+            404,
+            "{engine}"
+        );
+        let (status, _) = admin
+            .api("GET", &format!("issues/{third}/"), None, "")
+            .await;
+        assert_eq!(status, 404, "{engine}");
+        let (status, _) = admin.api("GET", "organizations/acme/", None, "").await;
+        assert_eq!(status, 404, "{engine}");
+
+        // A superuser keeps every scope, member or not.
+        let mut su = Browser::new(&app);
+        su.login("root@example.com", PASSWORD).await;
+        let csrf = su.token().await;
+        let (status, body) = su.api("GET", "", None, "").await;
+        assert!(
+            status == 200 && body.contains("org:admin"),
+            "{engine}: {body}"
+        );
+        let (status, body) = su
+            .api("DELETE", &format!("issues/{third}/"), Some(&csrf), "")
+            .await;
+        assert_eq!(status, 202, "{engine}: {body}");
+    }
+}

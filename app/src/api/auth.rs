@@ -1,14 +1,21 @@
 //! Who is calling the API, and what they may touch.
 //!
-//! Every handler takes an [`ApiAuth`]. Today it is made from `Authorization: Bearer
-//! <token>` (tokens of `faultline token create`, stored as SHA-256 hashes, scoped to one
-//! organization). The seam for browser sessions: the session middleware of the pages puts
-//! a [`SessionUser`] into the request's extensions; `ApiAuth` then acts as that user in the
-//! organizations they are a member of. Objects of organizations the caller may not see
-//! answer 404, exactly like objects that do not exist.
+//! Every handler takes an [`ApiAuth`], made from `Authorization: Bearer <token>` (tokens
+//! stored as SHA-256 hashes, scoped to one organization) or from the browser session that
+//! the pages' middleware put into the request's extensions as a [`SessionUser`]. Objects of
+//! organizations the caller may not see answer 404, exactly like objects that do not
+//! exist.
+//!
+//! What a caller may do follows the organization role, read on every request
+//! ([`role_scopes`], Sentry's role table): a session user has the scopes of their role in
+//! the organization at hand (a superuser every scope); a token made by a member has its
+//! own scopes cut down to its owner's current role, and stops working once the owner has
+//! left the organization. Organization tokens without an owner (`faultline token create`,
+//! for CI) keep their scopes until they are revoked.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
@@ -26,6 +33,78 @@ pub struct SessionUser {
     pub user_id: i64,
 }
 
+/// Every scope there is (Sentry's `SENTRY_SCOPES`); an owner's role and a superuser have
+/// them all.
+pub const ALL_SCOPES: &[&str] = &[
+    "org:read",
+    "org:write",
+    "org:admin",
+    "org:integrations",
+    "member:read",
+    "member:write",
+    "member:admin",
+    "team:read",
+    "team:write",
+    "team:admin",
+    "project:read",
+    "project:write",
+    "project:admin",
+    "project:releases",
+    "event:read",
+    "event:write",
+    "event:admin",
+    "alerts:read",
+    "alerts:write",
+];
+
+/// A member: Sentry's `member` role with "let members delete issues" off (Sentry's
+/// `events_member_admin` option), and without alert editing: members triage (read, resolve,
+/// assign, upload releases), as the pages let them.
+const MEMBER_SCOPES: &[&str] = &[
+    "org:read",
+    "member:read",
+    "team:read",
+    "project:read",
+    "project:releases",
+    "event:read",
+    "event:write",
+    "alerts:read",
+];
+
+/// An admin: Sentry's `manager` role. Admins manage projects, keys, alert rules, members,
+/// invitations and tokens in the pages, and delete issues; only `org:admin` (owners'
+/// business: the organization itself, making owners) is missing.
+const ADMIN_SCOPES: &[&str] = &[
+    "org:read",
+    "org:write",
+    "org:integrations",
+    "member:read",
+    "member:write",
+    "member:admin",
+    "team:read",
+    "team:write",
+    "team:admin",
+    "project:read",
+    "project:write",
+    "project:admin",
+    "project:releases",
+    "event:read",
+    "event:write",
+    "event:admin",
+    "alerts:read",
+    "alerts:write",
+];
+
+/// The scopes of an organization role (`members.role`); an unknown role has none.
+pub fn role_scopes(role: &str) -> &'static [&'static str] {
+    match role {
+        "owner" => ALL_SCOPES,
+        "admin" => ADMIN_SCOPES,
+        "member" => MEMBER_SCOPES,
+        _ => &[],
+    }
+}
+
 /// The caller of an API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -34,10 +113,20 @@ pub enum Principal {
         id: i64,
         organization_id: i64,
         scopes: Vec<String>,
+        /// The scopes of the token's owner's current role (the token can do no more than
+        /// its owner); `None` for organization tokens without an owner and tokens of a
+        /// superuser.
+        cap: Option<&'static [&'static str]>,
     },
     /// A user with a browser session: every organization they are a member of (all of
-    /// them for a superuser), with every scope.
-    User { id: i64, is_superuser: bool },
+    /// them for a superuser), with the scopes of their role there (every scope for a
+    /// superuser).
+    User {
+        id: i64,
+        is_superuser: bool,
+        /// (organization id, role) of every membership, as of this request.
+        roles: Vec<(i64, String)>,
+    },
 }
 
 /// A permission an endpoint needs, in Sentry's scope names.
@@ -73,6 +162,13 @@ impl Scope {
     fn name(self) -> &'static str {
         self.granted_by()[0]
     }
+
+    /// Whether any of `scopes` grants this permission.
+    fn granted_in<S: AsRef<str>>(self, scopes: &[S]) -> bool {
+        self.granted_by()
+            .iter()
+            .any(|g| scopes.iter().any(|s| s.as_ref() == *g))
+    }
 }
 
 /// An organization the caller may act on.
@@ -90,6 +186,16 @@ pub struct ApiAuth {
     db: DatabaseConnection,
     /// `FAULTLINE_URL`, for links to pages.
     pub public_url: String,
+    /// For a session user, whose scopes depend on the organization: the scopes this request
+    /// asked for and the organizations it touched, so that each is checked against the
+    /// other whichever comes first ([`ApiAuth::require`], [`ApiAuth::can_access`]).
+    asked: Mutex<Asked>,
+}
+
+#[derive(Default)]
+struct Asked {
+    scopes: Vec<Scope>,
+    orgs: Vec<i64>,
 }
 
 impl FromRequest for ApiAuth {
@@ -147,6 +253,7 @@ impl ApiAuth {
             principal,
             db,
             public_url,
+            asked: Mutex::new(Asked::default()),
         })
     }
 }
@@ -166,14 +273,33 @@ pub fn token_hash(token: &str) -> String {
 }
 
 async fn token_principal(db: &DatabaseConnection, token: &str) -> ApiResult<Principal> {
+    // The owner's membership and superuser flag come with the token: one lookup.
     let row = query_one(
         db,
-        "SELECT id, organization_id, scopes, last_used_at FROM api_tokens WHERE token_hash = ?",
+        "SELECT t.id, t.organization_id, t.user_id, t.scopes, t.last_used_at, m.role, u.is_superuser \
+         FROM api_tokens t \
+         LEFT JOIN members m ON m.organization_id = t.organization_id AND m.user_id = t.user_id \
+         LEFT JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = ?",
         vec![token_hash(token).into()],
     )
     .await?
     .ok_or_else(|| ApiError::unauthorized("Invalid token"))?;
     let id: i64 = row.try_get("", "id")?;
+    let owner: Option<i64> = row.try_get("", "user_id")?;
+    let role: Option<String> = row.try_get("", "role")?;
+    let owner_is_superuser: Option<bool> = row.try_get("", "is_superuser")?;
+    let cap = match (owner, role) {
+        (None, _) => None,
+        // A token acts for its owner's membership: it ends with it.
+        (Some(_), None) => {
+            return Err(ApiError::unauthorized(
+                "This token's owner is no longer a member of its organization; the token no longer works.",
+            ));
+        }
+        (Some(_), Some(_)) if owner_is_superuser == Some(true) => None,
+        (Some(_), Some(role)) => Some(role_scopes(&role)),
+    };
     let last_used: Option<i64> = row.try_get("", "last_used_at")?;
     let now = now_ms();
     // Remember use, at most once a minute per token: a CI upload makes hundreds of calls.
@@ -194,6 +320,7 @@ async fn token_principal(db: &DatabaseConnection, token: &str) -> ApiResult<Prin
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
+        cap,
     })
 }
 
@@ -205,10 +332,28 @@ async fn user_principal(db: &DatabaseConnection, user_id: i64) -> ApiResult<Prin
     )
     .await?
     .ok_or_else(|| ApiError::unauthorized("the session's user no longer exists"))?;
+    let roles = query_all(
+        db,
+        "SELECT organization_id, role FROM members WHERE user_id = ?",
+        vec![user_id.into()],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("", "organization_id")?, r.try_get("", "role")?)))
+    .collect::<Result<Vec<(i64, String)>, sea_orm::DbErr>>()?;
     Ok(Principal::User {
         id: row.try_get("", "id")?,
         is_superuser: row.try_get("", "is_superuser")?,
+        roles,
     })
+}
+
+/// The 403 of a scope the caller's role does not grant.
+fn role_forbids(role: &str, scope: Scope) -> ApiError {
+    ApiError::forbidden(format!(
+        "You do not have permission to perform this action: your role in this organization ({role}) lacks the `{}` scope.",
+        scope.name()
+    ))
 }
 
 const ORG_COLUMNS: &str = "o.id, o.slug, o.name, o.created_at";
@@ -227,29 +372,57 @@ impl ApiAuth {
         &self.db
     }
 
-    /// Refuses with 403 unless the caller holds `scope`.
+    /// Refuses with 403 unless the caller holds `scope`. A session user's scopes depend on
+    /// the organization: this refuses at once when none of their roles grants it, and
+    /// [`ApiAuth::can_access`] checks the role in each organization the request touches.
     pub fn require(&self, scope: Scope) -> ApiResult<()> {
         match &self.principal {
-            Principal::User { .. } => Ok(()),
-            Principal::Token { scopes, .. } => {
-                if scope
-                    .granted_by()
-                    .iter()
-                    .any(|g| scopes.iter().any(|s| s == g))
+            Principal::User {
+                is_superuser: true, ..
+            } => Ok(()),
+            Principal::User { roles, .. } => {
+                let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+                for org in &asked.orgs {
+                    let role = roles
+                        .iter()
+                        .find(|(id, _)| id == org)
+                        .map(|(_, r)| r.as_str())
+                        .unwrap_or("");
+                    if !scope.granted_in(role_scopes(role)) {
+                        return Err(role_forbids(role, scope));
+                    }
+                }
+                // No role anywhere grants it: 403 now. (Someone in no organization at all
+                // gets the 404 of whatever organization the request names instead.)
+                if let Some((_, role)) = roles.first()
+                    && !roles.iter().any(|(_, r)| scope.granted_in(role_scopes(r)))
                 {
-                    Ok(())
-                } else {
+                    return Err(role_forbids(role, scope));
+                }
+                asked.scopes.push(scope);
+                Ok(())
+            }
+            Principal::Token { scopes, cap, .. } => {
+                if !scope.granted_in(scopes) {
                     Err(ApiError::forbidden(format!(
                         "You do not have permission to perform this action: the token lacks the `{}` scope.",
                         scope.name()
                     )))
+                } else if cap.is_some_and(|cap| !scope.granted_in(cap)) {
+                    Err(ApiError::forbidden(format!(
+                        "You do not have permission to perform this action: the token's owner's role no longer grants the `{}` scope.",
+                        scope.name()
+                    )))
+                } else {
+                    Ok(())
                 }
             }
         }
     }
 
-    /// True when the caller may act on this organization.
-    pub async fn can_access(&self, db: &impl ConnectionTrait, org_id: i64) -> ApiResult<bool> {
+    /// True when the caller may act on this organization (false: answer 404). For a
+    /// session user, a 403 when their role there lacks a scope this request required.
+    pub async fn can_access(&self, _db: &impl ConnectionTrait, org_id: i64) -> ApiResult<bool> {
         Ok(match &self.principal {
             Principal::Token {
                 organization_id, ..
@@ -257,13 +430,21 @@ impl ApiAuth {
             Principal::User {
                 is_superuser: true, ..
             } => true,
-            Principal::User { id, .. } => query_one(
-                db,
-                "SELECT 1 AS one FROM members WHERE organization_id = ? AND user_id = ?",
-                vec![org_id.into(), (*id).into()],
-            )
-            .await?
-            .is_some(),
+            Principal::User { roles, .. } => {
+                let Some((_, role)) = roles.iter().find(|(id, _)| *id == org_id) else {
+                    return Ok(false);
+                };
+                let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(scope) = asked
+                    .scopes
+                    .iter()
+                    .find(|s| !s.granted_in(role_scopes(role)))
+                {
+                    return Err(role_forbids(role, *scope));
+                }
+                asked.orgs.push(org_id);
+                true
+            }
         })
     }
 
@@ -327,23 +508,29 @@ impl ApiAuth {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// The scopes to report in `GET /api/0/`.
+    /// The scopes to report in `GET /api/0/`: a token's own, less what its owner's role
+    /// lacks; a session user's, those of all their roles together (every scope for a
+    /// superuser).
     pub fn scopes(&self) -> Vec<String> {
+        let of = |grant: &dyn Fn(&str) -> bool| {
+            ALL_SCOPES
+                .iter()
+                .filter(|s| grant(s))
+                .map(|s| s.to_string())
+                .collect()
+        };
         match &self.principal {
-            Principal::Token { scopes, .. } => scopes.clone(),
-            Principal::User { .. } => [
-                "org:read",
-                "org:write",
-                "project:read",
-                "project:write",
-                "project:releases",
-                "event:read",
-                "event:write",
-                "event:admin",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            Principal::Token { scopes, cap, .. } => scopes
+                .iter()
+                .filter(|s| cap.is_none_or(|cap| cap.contains(&s.as_str())))
+                .cloned()
+                .collect(),
+            Principal::User {
+                is_superuser: true, ..
+            } => of(&|_| true),
+            Principal::User { roles, .. } => {
+                of(&|s| roles.iter().any(|(_, r)| role_scopes(r).contains(&s)))
+            }
         }
     }
 }
@@ -420,7 +607,10 @@ mod tests {
                 .map(|o| o.slug)
                 .collect();
             assert_eq!(orgs, ["a"]);
-            assert!(auth.require(Scope::EventAdmin).is_ok());
+            // A member triages but does not delete issues (the pages forbid it too).
+            assert!(auth.require(Scope::EventWrite).is_ok());
+            let err = auth.require(Scope::EventAdmin).expect_err("member");
+            assert_eq!(err.status, actix_web::http::StatusCode::FORBIDDEN);
 
             let su = ApiAuth::authenticate(
                 db.clone(),
@@ -431,6 +621,7 @@ mod tests {
             .await
             .expect("superuser");
             assert_eq!(su.organizations().await.expect("list").len(), 2);
+            assert!(su.require(Scope::EventAdmin).is_ok());
             // A header wins over the session; a vanished user is 401.
             let err = ApiAuth::authenticate(
                 db.clone(),
@@ -452,6 +643,37 @@ mod tests {
             .err()
             .expect("no such user");
             assert_eq!(err.status, actix_web::http::StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    /// The role table agrees with the pages: members triage (no deleting issues, no project
+    /// or member management), admins manage all but the organization itself, owners all.
+    #[test]
+    fn roles_grant_what_the_pages_allow() {
+        let member = role_scopes("member");
+        assert!(Scope::EventWrite.granted_in(member));
+        assert!(Scope::ProjectReleases.granted_in(member));
+        assert!(!Scope::EventAdmin.granted_in(member));
+        for s in [
+            "project:write",
+            "project:admin",
+            "member:admin",
+            "org:write",
+            "alerts:write",
+        ] {
+            assert!(!member.contains(&s), "{s}");
+        }
+        let admin = role_scopes("admin");
+        assert!(Scope::EventAdmin.granted_in(admin));
+        assert!(admin.contains(&"member:admin") && admin.contains(&"project:admin"));
+        assert!(!admin.contains(&"org:admin"));
+        assert_eq!(role_scopes("owner"), ALL_SCOPES);
+        assert!(role_scopes("").is_empty() && role_scopes("Owner").is_empty());
+        for role in ["member", "admin"] {
+            assert!(
+                role_scopes(role).iter().all(|s| ALL_SCOPES.contains(s)),
+                "{role}"
+            );
         }
     }
 

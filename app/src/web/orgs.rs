@@ -12,6 +12,7 @@ use super::context::{Ctx, Nav, OrgRef};
 use super::error::WebError;
 use super::format;
 use super::sql;
+use crate::api::auth::role_scopes;
 use crate::cli;
 
 /// Roles, most powerful first.
@@ -233,8 +234,10 @@ async fn settings_page(ctx: &Ctx, org: &OrgRef, shown: Shown) -> Result<HttpResp
             invites,
             new_invite_url: shown.new_invite_url,
             tokens,
+            // Only what the user's role may do: a token can do no more than its owner.
             scopes: SCOPES
                 .iter()
+                .filter(|s| role_scopes(&org.role).contains(s))
                 .map(|s| ScopeChoice {
                     name: s,
                     checked: DEFAULT_SCOPES.contains(s),
@@ -442,13 +445,17 @@ pub async fn create_token(
             )
             .await;
         }
-        // Members may not hand a token more than they can do themselves.
-        if !org.can_manage() && s == "event:admin" {
+        // Nobody hands a token more than they can do themselves (and a token is cut down
+        // to its owner's role on every request anyway).
+        if !role_scopes(&org.role).contains(&s) {
             return settings_page(
                 &ctx,
                 &org,
                 Shown {
-                    error: "Only owners and admins create tokens with event:admin.".into(),
+                    error: format!(
+                        "Your role ({}) does not grant {s}, so your tokens cannot have it.",
+                        org.role
+                    ),
                     ..Default::default()
                 },
             )
