@@ -53,6 +53,8 @@ fn every_command_has_help() {
         vec!["org", "create", "--help"],
         vec!["project", "create", "--help"],
         vec!["token", "create", "--help"],
+        vec!["token", "list", "--help"],
+        vec!["token", "revoke", "--help"],
         vec!["send-test-event", "--help"],
     ] {
         let out = faultline(&[], &args, None);
