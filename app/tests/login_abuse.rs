@@ -392,7 +392,28 @@ async fn a_flood_of_logins_gets_429_instead_of_queueing_argon2() {
 
 #[tokio::test]
 async fn test_emails_are_limited_per_user() {
-    let app = spawn_app(&[]).await;
+    test_email_limit(spawn_app(&[]).await).await;
+}
+
+/// The same limit on PostgreSQL (the table and its SQL serve both engines).
+#[tokio::test]
+async fn test_emails_are_limited_per_user_on_postgres() {
+    use sea_orm::ConnectionTrait;
+    let admin_url = faultline_core::db::testing::postgres_admin_url();
+    let admin = faultline_core::db::connect_url(&admin_url)
+        .await
+        .expect("postgres");
+    let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("url");
+    url.set_path(&name);
+    test_email_limit(spawn_app(&[("DATABASE_URL", url.as_str())]).await).await;
+}
+
+async fn test_email_limit(app: TestApp) {
     let mut cookies = Vec::new();
     for email in ["henry@example.com", "ivy@example.com"] {
         let id = user(&app, email).await;
