@@ -198,6 +198,14 @@ async fn fifty_parallel_wrong_logins_verify_at_most_the_limit() {
     // The account stays locked, even for the right password.
     let a = login(&app, &session, "bob@example.com", PASSWORD, None).await;
     assert_eq!(a.status, 429, "{}", a.body);
+    // Verifications are visible to operators (the counter is per process, so tests
+    // running beside this one add to it: only its presence is checked).
+    let m = send(format!("{}/metrics", app.url), None, None, vec![]).await;
+    assert!(
+        m.body.contains("faultline_password_verifications_total"),
+        "{}",
+        m.body
+    );
 }
 
 #[tokio::test]
