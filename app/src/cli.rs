@@ -392,6 +392,17 @@ pub async fn create_user(
     password: &str,
     superuser: bool,
 ) -> anyhow::Result<i64> {
+    create_user_hashed(db, email, &hash_password(password)?, superuser).await
+}
+
+/// Creates a user whose password was already hashed ([`hash_password`]); the pages hash
+/// through their bounded password gate (`web::passwords`).
+pub async fn create_user_hashed(
+    db: &DatabaseConnection,
+    email: &str,
+    password_hash: &str,
+    superuser: bool,
+) -> anyhow::Result<i64> {
     let email = email.trim().to_lowercase();
     if !email.contains('@') || email.len() > 254 {
         bail!("{email:?} is not an email address");
@@ -406,7 +417,7 @@ pub async fn create_user(
     }
     let model = user::ActiveModel {
         email: Set(email),
-        password_hash: Set(hash_password(password)?),
+        password_hash: Set(password_hash.to_string()),
         is_superuser: Set(superuser),
         created_at: Set(now_ms()),
         ..Default::default()

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod backup;
 pub mod cli;
+pub mod client_ip;
 pub mod health;
 pub mod ingest;
 pub mod metrics;

@@ -404,7 +404,7 @@ async fn wrong_passwords_are_throttled() {
     let app = spawn_app(&[]).await;
     user(&app, "bob@example.com").await;
     let mut b = Browser::new(&app);
-    for _ in 0..faultline_app::web::throttle::MAX_PER_ACCOUNT {
+    for _ in 0..faultline_app::web::throttle::MAX_PER_ACCOUNT_AND_ADDRESS {
         let page = b.login("bob@example.com", "wrong password").await;
         assert_eq!(page.status, 401);
         assert!(page.body.contains("Wrong email or password"));

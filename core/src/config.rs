@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+use crate::client_ip::TrustedProxies;
+
 /// Validated settings of a Faultline process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -49,6 +51,9 @@ pub struct Config {
     /// upload and assembly), and how often the collector runs
     /// (`FAULTLINE_ARTIFACT_GC_INTERVAL_SECS`, 10 minutes).
     pub artifact_gc: ArtifactGc,
+    /// Proxies whose `X-Forwarded-For` names the client (`FAULTLINE_TRUSTED_PROXIES`, CIDR
+    /// list); empty = the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Timings of the blob collector.
@@ -415,6 +420,16 @@ impl Config {
             ),
         };
 
+        let trusted_proxies = match src.get("FAULTLINE_TRUSTED_PROXIES") {
+            None => TrustedProxies::default(),
+            Some(text) => TrustedProxies::parse(&text).map_err(|e| ConfigError::Invalid {
+                name: "FAULTLINE_TRUSTED_PROXIES",
+                reason: format!(
+                    "{e} (expected addresses or networks like 127.0.0.1, 10.0.0.0/8, fd00::/8)"
+                ),
+            })?,
+        };
+
         Ok(Config {
             bind,
             public_url,
@@ -437,6 +452,7 @@ impl Config {
             metrics_bind,
             artifact_storage,
             artifact_gc,
+            trusted_proxies,
         })
     }
 
@@ -1030,5 +1046,40 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_and_bad_ones_refused() {
+        let c = Config::from_map(env(&[("FAULTLINE_CONFIG", "")])).expect("valid");
+        assert!(
+            c.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            (
+                "FAULTLINE_TRUSTED_PROXIES",
+                "127.0.0.1, 172.16.0.0/12 fd00::/8",
+            ),
+        ]))
+        .expect("valid");
+        assert!(
+            c.trusted_proxies
+                .contains("172.20.0.5".parse().expect("ip"))
+        );
+        assert!(c.trusted_proxies.contains("fd00::7".parse().expect("ip")));
+        for bad in ["10.0.0.0/40", "proxy.internal", "10.0.0.1/8"] {
+            let err = Config::from_map(env(&[
+                ("FAULTLINE_CONFIG", ""),
+                ("FAULTLINE_TRUSTED_PROXIES", bad),
+            ]))
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                err.starts_with("FAULTLINE_TRUSTED_PROXIES is not valid"),
+                "{err}"
+            );
+            assert!(!err.contains('\n'));
+        }
     }
 }

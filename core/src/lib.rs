@@ -4,6 +4,7 @@
 //! runner's runtime, so both halves can use it without pulling in the other.
 
 pub mod body;
+pub mod client_ip;
 pub mod compress;
 pub mod config;
 #[cfg(feature = "storage")]

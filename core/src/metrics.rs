@@ -81,6 +81,8 @@ pub struct Metrics {
     pub db_pool_connections: Family<PoolLabel, Gauge>,
     /// Main database pool size limit.
     pub db_pool_max: Gauge,
+    /// Passwords checked against a stored argon2 hash (logins, password changes).
+    pub password_verifications: Counter,
 }
 
 /// The process-wide metrics.
@@ -159,6 +161,7 @@ impl Metrics {
             emails: Family::default(),
             db_pool_connections: Family::default(),
             db_pool_max: Gauge::default(),
+            password_verifications: Counter::default(),
         };
         // Both outcomes exist from the start, so dashboards show 0 rather than no data.
         for outcome in ["hit", "miss"] {
@@ -234,6 +237,11 @@ impl Metrics {
             "db_pool_max_connections",
             "Main database pool size limit",
             m.db_pool_max.clone(),
+        );
+        r.register(
+            "password_verifications",
+            "Passwords checked against a stored argon2 hash",
+            m.password_verifications.clone(),
         );
         m
     }

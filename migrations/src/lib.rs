@@ -9,6 +9,7 @@ mod m20261122_000010_assemble_tasks;
 mod m20261122_000030_web;
 mod m20261122_000040_alerts;
 mod m20261205_000010_user_sessions;
+mod m20261205_000020_test_email_sends;
 
 /// Runs every migration in order; applied automatically at start.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000030_web::Migration),
             Box::new(m20261122_000040_alerts::Migration),
             Box::new(m20261205_000010_user_sessions::Migration),
+            Box::new(m20261205_000020_test_email_sends::Migration),
         ]
     }
 }

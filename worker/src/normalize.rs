@@ -27,7 +27,8 @@ use uuid::Uuid;
 pub struct NormalizeContext {
     /// When Faultline received the request.
     pub received: DateTime<Utc>,
-    /// The sender's address (first `X-Forwarded-For` hop behind a trusted proxy).
+    /// The sender's address: the TCP peer, or `X-Forwarded-For` behind a trusted proxy
+    /// (`faultline_core::client_ip`, decided at ingest).
     pub client_ip: Option<String>,
     /// The envelope header's `event_id`; it wins over the payload's.
     pub envelope_event_id: Option<Uuid>,

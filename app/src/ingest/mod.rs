@@ -351,13 +351,13 @@ struct JobMeta<'a> {
 }
 
 fn job_meta(req: &HttpRequest, project_id: i64) -> JobMeta<'static> {
-    let info = req.connection_info();
-    let client_ip = info.realip_remote_addr().map(|a| {
-        // `realip_remote_addr` may carry a port for the peer address.
-        a.parse::<std::net::SocketAddr>()
-            .map(|s| s.ip().to_string())
-            .unwrap_or_else(|_| a.trim_start_matches('[').trim_end_matches(']').to_string())
-    });
+    // `X-Forwarded-For` only from our own proxies: anyone else could pick the address
+    // that `{{auto}}` in their events becomes.
+    let client_ip = match req.app_data::<web::Data<crate::startup::AppState>>() {
+        Some(app) => crate::client_ip::client_ip(req, &app.config.trusted_proxies),
+        None => req.peer_addr().map(|a| a.ip().to_canonical()),
+    }
+    .map(|ip| ip.to_string());
     JobMeta {
         project_id,
         received_ms: chrono::Utc::now().timestamp_millis(),

@@ -9,9 +9,14 @@ use super::access::{self, Poster, ProjectRow};
 use super::context::Ctx;
 use super::error::WebError;
 use super::format;
+use super::sql;
 
 /// Entries of the notification log shown.
 const LOG_ROWS: u64 = 50;
+/// Test emails a user may send per [`TEST_EMAIL_WINDOW_MS`]: enough to try a few SMTP
+/// settings, too few to use the button to mail arbitrary addresses in bulk.
+pub const TEST_EMAILS_PER_HOUR: i64 = 5;
+const TEST_EMAIL_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// One rule as its edit form shows it.
 pub struct RuleForm {
@@ -276,6 +281,7 @@ pub async fn send_test(
         )
         .await;
     }
+    reserve_test_email(&ctx, ctx.user()?.id).await?;
     let alert_ctx = alerts::AlertContext::new(ctx.app.db.clone(), &ctx.app.config)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     match alerts::deliver::send_test_email(&alert_ctx, &to, Some(project.id)).await {
@@ -290,6 +296,58 @@ pub async fn send_test(
             .await
         }
     }
+}
+
+/// Counts a test email of `user_id` against the hourly limit, or refuses it (429). The
+/// send is recorded first and counted after (its own row and every other one committed),
+/// so requests at once can never all pass the limit — at worst both are refused; a
+/// refused request takes its row back. Rows older than the window go on the
+/// way, so the table holds at most a few rows per user.
+async fn reserve_test_email(ctx: &Ctx, user_id: i64) -> Result<(), WebError> {
+    let db = &ctx.app.db;
+    let now = faultline_core::entity::now_ms();
+    let since = now - TEST_EMAIL_WINDOW_MS;
+    sql::exec(
+        db,
+        "DELETE FROM test_email_sends WHERE user_id = ? AND created_at <= ?",
+        vec![user_id.into(), since.into()],
+    )
+    .await?;
+    let row = sql::one(
+        db,
+        "INSERT INTO test_email_sends (user_id, created_at) VALUES (?, ?) RETURNING id",
+        vec![user_id.into(), now.into()],
+    )
+    .await?
+    .ok_or_else(|| WebError::Internal("INSERT returned no id".into()))?;
+    let id: i64 = sql::get(&row, "id")?;
+    let row = sql::one(
+        db,
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM test_email_sends \
+         WHERE user_id = ? AND created_at > ?",
+        vec![user_id.into(), since.into()],
+    )
+    .await?
+    .ok_or_else(|| WebError::Internal("COUNT returned no row".into()))?;
+    let sent: i64 = sql::get(&row, "n")?;
+    if sent <= TEST_EMAILS_PER_HOUR {
+        return Ok(());
+    }
+    sql::exec(
+        db,
+        "DELETE FROM test_email_sends WHERE id = ?",
+        vec![id.into()],
+    )
+    .await?;
+    let oldest: i64 = sql::get::<Option<i64>>(&row, "oldest")?.unwrap_or(now);
+    let retry_after = ((oldest + TEST_EMAIL_WINDOW_MS - now + 999) / 1000).max(1);
+    Err(WebError::RateLimited {
+        message: format!(
+            "You can send at most {TEST_EMAILS_PER_HOUR} test emails an hour. Try again in {} minutes.",
+            (retry_after + 59) / 60
+        ),
+        retry_after,
+    })
 }
 
 /// `POST .../alerts/subscription`: the logged-in member (un)subscribes themselves.

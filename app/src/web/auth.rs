@@ -6,6 +6,7 @@ use askama::Template;
 use faultline_core::entity::now_ms;
 use sha2::Digest;
 
+use super::WebState;
 use super::context::{Ctx, Nav, safe_next};
 use super::error::WebError;
 use super::{session, sql};
@@ -126,7 +127,8 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
     }
     let db = &ctx.app.db;
     let password = form.raw("password").to_string();
-    let user_id = match cli::create_user(db, &email, &password, true).await {
+    let hash = ctx.web.passwords.hash(password).await?;
+    let user_id = match cli::create_user_hashed(db, &email, &hash, true).await {
         Ok(id) => id,
         Err(e) => return again(&ctx, format!("{e}")),
     };
@@ -173,16 +175,14 @@ pub async fn login_form(ctx: Ctx) -> Result<HttpResponse, WebError> {
     })
 }
 
-/// Verifies a password against a stored argon2 hash, off the async threads (~50 ms).
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::{Argon2, PasswordVerifier};
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
+/// Verifies a password against a stored argon2 hash, off the async threads (~50 ms), one
+/// per core at a time ([`super::passwords`]); `Err` (429) when too many wait for a turn.
+pub async fn verify_password(
+    web: &WebState,
+    password: String,
+    hash: String,
+) -> Result<bool, WebError> {
+    web.passwords.verify(password, hash).await
 }
 
 /// A valid hash nobody's password matches: unknown emails cost as much time as known ones.
@@ -192,11 +192,16 @@ pub async fn login_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
     let form = ctx.form(&body)?;
     let email = form.get("email").to_lowercase();
     let next = form.get("next").to_string();
-    let now = now_ms();
-    if let Some(wait) = ctx.web.throttle.locked(&email, &ctx.ip, now) {
-        tracing::warn!(email = %email, ip = %ctx.ip, "login throttled");
-        return Err(WebError::Throttled(wait));
-    }
+    // The attempt is counted before the password is checked, so guesses sent in parallel
+    // cannot get past the limit; it is given back if the password is never checked.
+    let web = ctx.web.clone();
+    let attempt = match web.throttle.reserve(&email, &ctx.ip, now_ms()) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(email = %email, ip = %ctx.ip, "login throttled");
+            return Err(WebError::Throttled(wait));
+        }
+    };
     let row = sql::one(
         &ctx.app.db,
         "SELECT id, password_hash FROM users WHERE email = ?",
@@ -210,9 +215,10 @@ pub async fn login_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
         ),
         None => (0, DUMMY_HASH.to_string()),
     };
-    let ok = verify_password(form.raw("password").to_string(), hash.clone()).await && user_id != 0;
+    let ok = verify_password(&web, form.raw("password").to_string(), hash.clone()).await?
+        && user_id != 0;
     if !ok {
-        ctx.web.throttle.failed(&email, &ctx.ip, now);
+        attempt.failed();
         return ctx.page_with_status(
             &LoginPage {
                 nav: ctx.nav("", ""),
@@ -223,7 +229,7 @@ pub async fn login_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
             StatusCode::UNAUTHORIZED,
         );
     }
-    ctx.web.throttle.succeeded(&email, &ctx.ip);
+    attempt.succeeded();
     ctx.log_in(user_id, &hash).await?;
     Ok(ctx.redirect(safe_next(&next).unwrap_or("/")))
 }
@@ -273,10 +279,12 @@ pub async fn account(ctx: Ctx) -> Result<HttpResponse, WebError> {
 pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
     let user = ctx.user()?.clone();
     let form = ctx.form(&body)?;
+    let web = ctx.web.clone();
     let now = now_ms();
-    if let Some(wait) = ctx.web.throttle.locked(&user.email, &ctx.ip, now) {
-        return Err(WebError::Throttled(wait));
-    }
+    let attempt = web
+        .throttle
+        .reserve(&user.email, &ctx.ip, now)
+        .map_err(WebError::Throttled)?;
     let sessions = session::live_count(&ctx.app.db, user.id, now).await?;
     let fail = |ctx: &Ctx, error: String| {
         ctx.page_with_status(
@@ -291,14 +299,16 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
             StatusCode::BAD_REQUEST,
         )
     };
-    if !verify_password(form.raw("current").to_string(), user.password_hash.clone()).await {
-        ctx.web.throttle.failed(&user.email, &ctx.ip, now);
+    let current = form.raw("current").to_string();
+    if !verify_password(&web, current, user.password_hash.clone()).await? {
+        attempt.failed();
         return fail(&ctx, "The current password is wrong.".into());
     }
+    attempt.succeeded();
     if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
         return fail(&ctx, e);
     }
-    let hash = cli::hash_password(form.raw("password"))?;
+    let hash = web.passwords.hash(form.raw("password").to_string()).await?;
     sql::exec(
         &ctx.app.db,
         "UPDATE users SET password_hash = ? WHERE id = ?",
@@ -403,7 +413,12 @@ pub async fn invite_accept(
             if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
                 return fail(&ctx, e);
             }
-            let id = match cli::create_user(&db, &email, form.raw("password"), false).await {
+            let hash = ctx
+                .web
+                .passwords
+                .hash(form.raw("password").to_string())
+                .await?;
+            let id = match cli::create_user_hashed(&db, &email, &hash, false).await {
                 Ok(id) => id,
                 Err(e) => {
                     return fail(

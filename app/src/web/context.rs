@@ -118,7 +118,8 @@ pub struct Ctx {
     pub session: Session,
     pub user: Option<CurrentUser>,
     pub orgs: Vec<OrgRef>,
-    /// The client address (throttling key).
+    /// The client address (throttling key): the peer, or `X-Forwarded-For` from a trusted
+    /// proxy.
     pub ip: String,
     /// Path and query of this request (where to come back after login).
     pub here: String,
@@ -187,9 +188,8 @@ impl Ctx {
                 });
             }
         }
-        let ip = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
+        let ip = crate::client_ip::client_ip(req, &app.config.trusted_proxies)
+            .map(|ip| ip.to_string())
             .unwrap_or_default();
         let here = match req.uri().path_and_query() {
             Some(pq) => pq.as_str().to_string(),

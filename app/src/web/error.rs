@@ -22,6 +22,10 @@ pub enum WebError {
     Csrf,
     #[error("Too many failed logins. Try again in {0} seconds.")]
     Throttled(i64),
+    /// Too many requests of a kind (password checks at once, test emails per hour): 429
+    /// with `Retry-After`; the message says what was limited.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: i64 },
     /// Not logged in: go to the login page, then back to `next`.
     #[error("Log in to see this page.")]
     LoginRequired(String),
@@ -62,7 +66,7 @@ impl ResponseError for WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Forbidden(_) | WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Throttled(_) | WebError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,7 +87,7 @@ impl ResponseError for WebError {
             WebError::NotFound => "Not found",
             WebError::Forbidden(_) | WebError::Csrf => "Not allowed",
             WebError::BadRequest(_) => "That did not work",
-            WebError::Throttled(_) => "Slow down",
+            WebError::Throttled(_) | WebError::RateLimited { .. } => "Slow down",
             _ => "Error",
         };
         let page = ErrorPage {
@@ -93,7 +97,11 @@ impl ResponseError for WebError {
             message: self.to_string(),
         };
         let mut resp = HttpResponse::build(status);
-        if let WebError::Throttled(secs) = self {
+        if let WebError::Throttled(secs)
+        | WebError::RateLimited {
+            retry_after: secs, ..
+        } = self
+        {
             resp.insert_header(("Retry-After", secs.to_string()));
         }
         match page.render() {

@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod issue_page;
 pub mod issues;
 pub mod orgs;
+pub mod passwords;
 pub mod projects;
 pub mod releases;
 pub mod search;
@@ -34,8 +35,10 @@ use faultline_core::config::Config;
 pub struct WebState {
     /// Key for signing session cookies and CSRF tokens.
     pub secret: Vec<u8>,
-    /// Failed logins per account and address.
+    /// Password attempts per account, address, and both.
     pub throttle: throttle::LoginThrottle,
+    /// Bounds concurrent argon2 work (one per core).
+    pub passwords: passwords::PasswordWork,
     /// Jaeger UI base for trace links, without trailing slash.
     pub jaeger_url: String,
     /// Public base URL (DSNs, invite links), without trailing slash.
@@ -49,6 +52,7 @@ impl WebState {
         WebState {
             secret: config.secret_key.as_bytes().to_vec(),
             throttle: throttle::LoginThrottle::default(),
+            passwords: passwords::PasswordWork::for_this_machine(),
             jaeger_url: config.jaeger_url.trim_end_matches('/').to_string(),
             public_url: config.public_url.as_str().trim_end_matches('/').to_string(),
             secure_cookies: config.public_url.scheme() == "https",
