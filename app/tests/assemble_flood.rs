@@ -125,7 +125,7 @@ async fn an_assembly_flood_is_bounded_and_nothing_is_lost() {
         .await
         .expect("turns");
     let refused_before = faultline_core::metrics::get().assemblies_refused.get();
-    let answers = futures_util::future::join_all(files.iter().map(|f| assemble(f))).await;
+    let answers = futures_util::future::join_all(files.iter().map(&assemble)).await;
     let mut waiting = Vec::new();
     let mut refused = Vec::new();
     for (i, a) in answers.iter().enumerate() {
