@@ -586,6 +586,160 @@ async fn chunk_upload_checks_and_stores_chunks() {
     }
 }
 
+/// Uploads `data` in chunks of `size` as organization `other` (its own token).
+async fn upload_chunks_as_other(api: &Api, data: &[u8], size: usize) -> Vec<String> {
+    let zipped: Vec<(String, Vec<u8>)> =
+        data.chunks(size).map(|c| (sha1_hex(c), gzip(c))).collect();
+    let parts: Vec<Part> = zipped
+        .iter()
+        .map(|(id, z)| Part("file_gzip", Some(id), z))
+        .collect();
+    let (ct, body) = multipart(&parts);
+    let r = call(
+        "POST",
+        &api.url("organizations/other/chunk-upload/"),
+        Some(&api.other_token),
+        Some(&ct),
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    zipped.into_iter().map(|(id, _)| id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_belong_to_the_organization_that_uploaded_them() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let file = bundle(true, None);
+        let checksum = sha1_hex(&file);
+        let chunk_ids = upload_chunks(&api, &file, 300).await;
+        let other_assemble = |request: Value| {
+            let url = api.url("organizations/other/artifactbundle/assemble/");
+            let token = api.other_token.clone();
+            async move {
+                call(
+                    "POST",
+                    &url,
+                    Some(&token),
+                    Some("application/json"),
+                    request.to_string().into_bytes(),
+                )
+                .await
+            }
+        };
+        let request = json!({"checksum": checksum, "chunks": chunk_ids, "projects": ["site"]});
+
+        // `other` asks with acme's chunk ids: every one is missing for it, and nothing is
+        // assembled from acme's bytes.
+        let r = other_assemble(request.clone()).await;
+        assert_eq!(r.status, 200, "{engine}: {}", r.text());
+        let answer = r.json();
+        assert_eq!(answer["state"], "not_found", "{engine}: {answer}");
+        assert_eq!(answer["missingChunks"], json!(chunk_ids), "{engine}");
+        let other_org = api
+            .scalar("SELECT id FROM organizations WHERE slug = 'other'")
+            .await;
+        let other_artifacts =
+            format!("SELECT COUNT(*) FROM artifacts WHERE organization_id = {other_org}");
+        assert_eq!(api.scalar(&other_artifacts).await, 0, "{engine}");
+
+        // acme assembles its own upload.
+        let r = api
+            .post(
+                "organizations/acme/artifactbundle/assemble/",
+                json!({"checksum": checksum, "chunks": chunk_ids, "projects": ["web"]}),
+            )
+            .await;
+        assert_eq!(r.json()["state"], "ok", "{engine}: {}", r.text());
+        // Still missing for `other`, though acme's bytes are stored and even assembled.
+        let r = other_assemble(request.clone()).await;
+        assert_eq!(r.json()["state"], "not_found", "{engine}: {}", r.text());
+        assert_eq!(r.json()["missingChunks"], json!(chunk_ids), "{engine}");
+
+        // Once `other` uploads the same bytes itself they are its chunks too.
+        let other_ids = upload_chunks_as_other(&api, &file, 300).await;
+        assert_eq!(other_ids, chunk_ids);
+        let r = other_assemble(request.clone()).await;
+        assert_eq!(r.json()["state"], "ok", "{engine}: {}", r.text());
+        assert_eq!(api.scalar(&other_artifacts).await, 2, "{engine}");
+        // One copy of the bytes, two owners.
+        let ids = chunk_ids
+            .iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            api.scalar(&format!("SELECT COUNT(*) FROM blobs WHERE sha1 IN ({ids})"))
+                .await,
+            chunk_ids.len() as i64
+        );
+        assert_eq!(
+            api.scalar(&format!(
+                "SELECT COUNT(*) FROM chunk_owners WHERE sha1 IN ({ids})"
+            ))
+            .await,
+            2 * chunk_ids.len() as i64
+        );
+
+        // Half uploaded by `other`, half only by acme: only acme's half is missing.
+        let fresh = bundle_in("half", true, None);
+        let fresh_ids: Vec<String> = fresh.chunks(300).map(sha1_hex).collect();
+        upload_chunks(&api, &fresh, 300).await;
+        let (mine, _) = fresh.split_at(600);
+        upload_chunks_as_other(&api, mine, 300).await;
+        let r = other_assemble(
+            json!({"checksum": sha1_hex(&fresh), "chunks": fresh_ids, "projects": ["site"]}),
+        )
+        .await;
+        let answer = r.json();
+        assert_eq!(answer["state"], "not_found", "{engine}: {answer}");
+        assert_eq!(answer["missingChunks"], json!(fresh_ids[2..]), "{engine}");
+
+        // Wrong credentials: no token, acme's token for other's organization, garbage.
+        let url = api.url("organizations/other/artifactbundle/assemble/");
+        let body = request.to_string().into_bytes();
+        let r = call("POST", &url, None, Some("application/json"), body.clone()).await;
+        assert_eq!(r.status, 401, "{engine}: {}", r.text());
+        let r = call(
+            "POST",
+            &url,
+            Some(&api.token),
+            Some("application/json"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{engine}: {}", r.text());
+        let r = call(
+            "POST",
+            &url,
+            Some("not-a-token"),
+            Some("application/json"),
+            body,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{engine}: {}", r.text());
+        let r = call(
+            "POST",
+            &api.url("organizations/other/chunk-upload/"),
+            Some(&api.token),
+            Some("multipart/form-data; boundary=x"),
+            b"--x--\r\n".to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{engine}: {}", r.text());
+        let r = call(
+            "POST",
+            &url,
+            Some(&api.other_token),
+            Some("application/json"),
+            b"{\"checksum\": 5".to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{engine}: {}", r.text());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Artifact bundle assembly.
 
@@ -1262,6 +1416,8 @@ async fn unreferenced_blobs_are_garbage_collected() {
             .await
             .expect("gc");
         assert_eq!(n, 2);
+        // Their ownership went with them: uploading again starts a fresh grace period.
+        assert_eq!(api.scalar("SELECT COUNT(*) FROM chunk_owners").await, 0);
         assert_eq!(
             api.scalar(&format!(
                 "SELECT COUNT(*) FROM blobs WHERE sha1 IN ('{}', '{}')",

@@ -138,6 +138,15 @@ pub fn decode_body_bytes(
     decode_compressed(encoding, &body, limit).map(Bytes::from)
 }
 
+/// Like [`decode_body`], for an encoding already parsed.
+pub fn decode_encoded(
+    encoding: ContentEncoding,
+    body: &[u8],
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    decode_compressed(encoding, body, limit).map(Bytes::from)
+}
+
 fn check_limit(len: usize, limit: usize) -> Result<(), BodyError> {
     if len > limit {
         return Err(BodyError::TooLarge { limit });
@@ -185,6 +194,75 @@ fn decode_compressed(
             finish(read_limited(decoder, limit))
         }
     }
+}
+
+/// Decodes only as much of the body as it takes to see its first line: the output up to and
+/// including the first `\n`, or the first `max` bytes when no newline comes before that, or
+/// the whole (shorter) body. An envelope's header is its first line, and ingest reads the
+/// envelope header's `dsn` this way before it knows whether the sender may make it decompress
+/// the rest; so a bomb with a bogus `dsn` costs at most `max` bytes of output.
+pub fn decode_first_line(
+    encoding: ContentEncoding,
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let corrupt = |source| BodyError::Corrupt { encoding, source };
+    match encoding {
+        ContentEncoding::Identity => {
+            let end = body
+                .iter()
+                .take(max)
+                .position(|b| *b == b'\n')
+                .map_or(body.len().min(max), |at| at + 1);
+            Ok(body[..end].to_vec())
+        }
+        _ if body.is_empty() => Ok(Vec::new()),
+        ContentEncoding::Gzip => {
+            read_first_line(flate2::bufread::MultiGzDecoder::new(body), max).map_err(corrupt)
+        }
+        ContentEncoding::Deflate => {
+            let raw = || read_first_line(flate2::bufread::DeflateDecoder::new(body), max);
+            if !looks_like_zlib(body) {
+                return raw().map_err(corrupt);
+            }
+            match read_first_line(flate2::bufread::ZlibDecoder::new(body), max) {
+                Ok(line) => Ok(line),
+                Err(zlib_err) => raw().map_err(|_| corrupt(zlib_err)),
+            }
+        }
+        ContentEncoding::Brotli => {
+            read_first_line(brotli::Decompressor::new(body, BROTLI_BUFFER), max).map_err(corrupt)
+        }
+        ContentEncoding::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(corrupt)?;
+            decoder
+                .window_log_max(zstd_window_log_max(max))
+                .map_err(corrupt)?;
+            read_first_line(decoder, max).map_err(corrupt)
+        }
+    }
+}
+
+/// Reads in small steps until the output holds a newline or `max` bytes (cut to those).
+fn read_first_line<R: Read>(mut reader: R, max: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut step = [0u8; 1024];
+    while out.len() < max {
+        let n = match reader.read(&mut step) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        let piece = &step[..n];
+        if let Some(at) = piece.iter().position(|b| *b == b'\n') {
+            out.extend_from_slice(&piece[..=at]);
+            break;
+        }
+        out.extend_from_slice(piece);
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 /// `deflate` should be zlib (RFC 1950) but some clients send raw deflate (RFC 1951); Bugsink
@@ -645,6 +723,36 @@ mod tests {
                 "{header}: peak allocation {peak} bytes"
             );
         }
+    }
+
+    #[test]
+    fn first_line_is_decoded_alone_and_bombs_stop_at_max() {
+        let body = sample_body();
+        let first_line_len = body.iter().position(|b| *b == b'\n').expect("newline") + 1;
+        for (name, encode) in encoders() {
+            let encoding = ContentEncoding::parse(Some(name)).expect("known");
+            let line = decode_first_line(encoding, &encode(&body), 1 << 16).expect(name);
+            assert_eq!(line, &body[..first_line_len], "{name}");
+        }
+        // Zeros without a newline: only `max` bytes come out, however much the body expands to.
+        let bomb = gzip_bomb();
+        let (line, peak) = peak_allocated_during(|| {
+            decode_first_line(ContentEncoding::Gzip, &bomb, 4096).expect("gzip")
+        });
+        assert_eq!(line.len(), 4096);
+        assert!(peak < 1 << 20, "peak {peak}");
+        assert!(matches!(
+            decode_first_line(ContentEncoding::Gzip, b"not gzip at all", 4096),
+            Err(BodyError::Corrupt { .. })
+        ));
+        assert_eq!(
+            decode_first_line(ContentEncoding::Identity, b"{}\nrest", 100).expect("identity"),
+            b"{}\n"
+        );
+        assert_eq!(
+            decode_first_line(ContentEncoding::Identity, b"{}", 1).expect("identity"),
+            b"{"
+        );
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// `thread` label of request bodies decompressed by ingest: `event_loop` (small bodies,
+/// decoded where they arrived) or `blocking_pool` (large ones, moved off the event loop).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThreadLabel {
+    pub thread: &'static str,
+}
+
 /// `state` label of database pool connections.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabel {
@@ -57,6 +64,15 @@ pub struct Metrics {
     pub ingest_rejected: Family<RejectLabels, Counter>,
     /// Request body bytes read by ingest, as sent (before decompression).
     pub ingest_bytes: Counter,
+    /// Request bodies ingest decompressed, by where the work ran.
+    pub ingest_decompressions: Family<ThreadLabel, Counter>,
+    /// Bytes of decompressed output ingest produced (whole bodies and envelope header lines).
+    pub ingest_decompressed_bytes: Counter,
+    /// DSN keys missing from ingest's cache: looked up in the database (`found`,
+    /// `unknown`) or refused without a lookup because the lookup budget was spent (`skipped`).
+    pub ingest_key_lookups: Family<OutcomeLabel, Counter>,
+    /// Artifact bundle assemblies refused because every slot and queue place was taken.
+    pub assemblies_refused: Counter,
     /// Jobs waiting or running on the queue.
     pub queue_depth: Gauge,
     /// Age of the oldest job still waiting, in seconds (0 when none waits).
@@ -148,6 +164,10 @@ impl Metrics {
             ingest_accepted: Family::default(),
             ingest_rejected: Family::default(),
             ingest_bytes: Counter::default(),
+            ingest_decompressions: Family::default(),
+            ingest_decompressed_bytes: Counter::default(),
+            ingest_key_lookups: Family::default(),
+            assemblies_refused: Counter::default(),
             queue_depth: Gauge::default(),
             queue_oldest_age: Gauge::default(),
             // 1 ms .. ~65 s.
@@ -186,6 +206,27 @@ impl Metrics {
             "Request body bytes read by ingest, as sent",
             Unit::Bytes,
             m.ingest_bytes.clone(),
+        );
+        r.register(
+            "ingest_decompressions",
+            "Request bodies ingest decompressed, by thread (event_loop or blocking_pool)",
+            m.ingest_decompressions.clone(),
+        );
+        r.register_with_unit(
+            "ingest_decompressed",
+            "Decompressed bytes ingest produced",
+            Unit::Bytes,
+            m.ingest_decompressed_bytes.clone(),
+        );
+        r.register(
+            "ingest_key_lookups",
+            "DSN keys not in the cache: looked up (found, unknown) or refused unlooked (skipped)",
+            m.ingest_key_lookups.clone(),
+        );
+        r.register(
+            "assemblies_refused",
+            "Artifact bundle assemblies refused with 429 because all slots were taken",
+            m.assemblies_refused.clone(),
         );
         r.register(
             "queue_depth",

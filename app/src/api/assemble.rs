@@ -9,7 +9,18 @@
 //! `assemble_tasks` table so every web process answers polls alike. Small bundles are
 //! assembled within the request (the answer is then `ok` or `error` at once); a large one
 //! keeps assembling in the background and later calls see its progress.
+//!
+//! Only chunks the calling organization uploaded count (`blobs::owned_chunks`): chunks of
+//! another organization are reported missing, never used.
+//!
+//! Bounded per process: at most [`ASSEMBLIES_AT_ONCE`] assemblies hold a file in memory
+//! (each at most [`chunks::MAX_FILE_SIZE`] put together plus its unpacked files, at most
+//! `bundle::Limits::max_total_size`); up to [`ASSEMBLIES_ADMITTED`] in all may be started,
+//! the rest wait their turn as `created` (no memory held but their chunk list). Past that,
+//! a new assembly is answered `429` with `Retry-After` and nothing is recorded, so the
+//! next call starts it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -26,6 +37,52 @@ use faultline_core::entity::now_ms;
 const WAIT_IN_REQUEST: Duration = Duration::from_secs(20);
 /// An `assembling` task older than this was abandoned (its process died): start again.
 const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+/// Assemblies that hold their file in memory at once, per process.
+pub const ASSEMBLIES_AT_ONCE: usize = 2;
+/// Assemblies started and not finished (running or waiting for a turn), per process.
+pub const ASSEMBLIES_ADMITTED: usize = 32;
+/// `Retry-After` of an assembly refused because all places were taken.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// The turns of [`ASSEMBLIES_AT_ONCE`]. Public so a test can occupy them the way long
+/// assemblies would.
+pub fn turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ASSEMBLIES_AT_ONCE);
+    &TURNS
+}
+
+/// Assemblies admitted and not finished.
+static ADMITTED: AtomicUsize = AtomicUsize::new(0);
+
+/// One admitted assembly; gives its place back when dropped (finished, or the task died).
+struct Admission;
+
+impl Admission {
+    fn take() -> Option<Admission> {
+        ADMITTED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < ASSEMBLIES_ADMITTED).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Admission)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        ADMITTED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `429` with `Retry-After` and a `detail`, for uploads and assemblies over their bounds.
+pub(super) fn busy(detail: &str, retry_after_secs: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            retry_after_secs.to_string(),
+        ))
+        .json(json!({ "detail": detail }))
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -61,11 +118,19 @@ pub enum State {
     Assembling,
     Ok,
     Error(String),
+    /// Not started: every place for assemblies is taken (answered `429`).
+    Busy,
 }
 
 impl State {
     fn response(&self) -> HttpResponse {
         let (state, missing, detail): (&str, &[String], Option<&str>) = match self {
+            State::Busy => {
+                return busy(
+                    "Too many assemblies at once; try again shortly",
+                    RETRY_AFTER_SECS,
+                );
+            }
             State::NotFound(missing) => ("not_found", missing, None),
             State::Created => ("created", &[], None),
             State::Assembling => ("assembling", &[], None),
@@ -184,7 +249,7 @@ async fn run(
             .await?
             .unwrap_or(State::NotFound(Vec::new())));
     }
-    let present = blobs::present(db, &chunk_ids).await?;
+    let present = blobs::owned_chunks(db, org.id, &chunk_ids).await?;
     let mut missing: Vec<String> = Vec::new();
     for c in &chunk_ids {
         if !present.contains(c) && !missing.contains(c) {
@@ -200,6 +265,10 @@ async fn run(
         // An error is retried: the client may have fixed the cause (e.g. created the release).
         Some(_) | None => {}
     }
+    let Some(admission) = Admission::take() else {
+        faultline_core::metrics::get().assemblies_refused.inc();
+        return Ok(State::Busy);
+    };
     if !claim(db, org.id, &checksum, kind).await? {
         return Ok(known_state(db, org.id, &checksum)
             .await?
@@ -209,7 +278,15 @@ async fn run(
     let db2 = db.clone();
     let checksum2 = checksum.clone();
     tokio::spawn(async move {
-        let state = assemble(&db2, &checksum2, &chunk_ids, &target).await;
+        let _admission = admission;
+        let state = match turns().acquire().await {
+            Ok(_turn) => {
+                mark_assembling(&db2, target.organization_id, &checksum2).await;
+                assemble(&db2, &checksum2, &chunk_ids, &target).await
+            }
+            // The semaphore is never closed.
+            Err(_) => State::Error("assembly could not start; try again".into()),
+        };
         let _ = tx.send(state);
     });
     match tokio::time::timeout(WAIT_IN_REQUEST, rx).await {
@@ -243,7 +320,22 @@ async fn known_state(
     })
 }
 
-/// Marks the assembly as ours to run; false when another request already runs it. Writes
+/// Records that a waiting assembly got its turn (`created` -> `assembling`).
+async fn mark_assembling(db: &DatabaseConnection, org_id: i64, checksum: &str) {
+    if let Err(e) = execute(
+        db,
+        "UPDATE assemble_tasks SET state = 'assembling', updated_at = ? \
+         WHERE organization_id = ? AND checksum = ?",
+        vec![now_ms().into(), org_id.into(), checksum.to_string().into()],
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "cannot record that an assembly started");
+    }
+}
+
+/// Marks the assembly as ours to run (`created`, until it gets its turn); false when
+/// another request already runs it. Writes
 /// first (no read-then-write transaction), so SQLite never has to upgrade a read lock.
 async fn claim(
     db: &DatabaseConnection,
@@ -255,7 +347,7 @@ async fn claim(
     let inserted = execute(
         db,
         "INSERT INTO assemble_tasks (organization_id, checksum, kind, state, detail, created_at, updated_at) \
-         VALUES (?, ?, ?, 'assembling', NULL, ?, ?) ON CONFLICT (organization_id, checksum) DO NOTHING",
+         VALUES (?, ?, ?, 'created', NULL, ?, ?) ON CONFLICT (organization_id, checksum) DO NOTHING",
         vec![org_id.into(), checksum.to_string().into(), kind.to_string().into(), now.into(), now.into()],
     )
     .await?;
@@ -265,7 +357,7 @@ async fn claim(
     // A failed or abandoned assembly may be taken over; an `ok` one is final.
     let taken = execute(
         db,
-        "UPDATE assemble_tasks SET state = 'assembling', detail = NULL, kind = ?, updated_at = ? \
+        "UPDATE assemble_tasks SET state = 'created', detail = NULL, kind = ?, updated_at = ? \
          WHERE organization_id = ? AND checksum = ? AND state <> 'ok' AND (state = 'error' OR updated_at < ?)",
         vec![
             kind.to_string().into(),
@@ -326,7 +418,7 @@ async fn assemble_inner(
     };
     let mut file = Vec::new();
     for id in chunk_ids {
-        let chunk = blobs::get(db, id)
+        let chunk = blobs::get_chunk(db, target.organization_id, id)
             .await
             .map_err(internal)?
             .ok_or_else(|| format!("chunk {id} disappeared before assembly; upload again"))?;

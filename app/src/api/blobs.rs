@@ -4,7 +4,11 @@
 //! (`faultline_worker::symbolicate::storage`, installed once at start).
 //!
 //! Chunks of a chunked upload and the files of an assembled bundle both live here; an
-//! artifact names its content by SHA-1. A blob that no artifact names is deleted once it is
+//! artifact names its content by SHA-1. The bytes are shared between organizations (one
+//! row per content), but a chunk belongs to the organizations that uploaded it
+//! (`chunk_owners`): [`owned_chunks`] and [`get_chunk`] answer only for the caller's own
+//! uploads, so one organization can neither learn which chunks another uploaded nor
+//! assemble a file from them. Ownership expires with the grace period below. A blob that no artifact names is deleted once it is
 //! older than a grace period (chunks wait there between upload and assemble), or at once
 //! when the artifact that named it is deleted. Objects in a directory or bucket go with
 //! their row in the collector; objects without a row (their row was deleted in a
@@ -60,6 +64,76 @@ pub async fn put(db: &impl ConnectionTrait, sha1: &str, data: &[u8]) -> Result<(
     )
     .await?;
     Ok(())
+}
+
+/// Stores an uploaded chunk and records that `organization_id` uploaded it (again: the
+/// ownership's time is renewed, like the blob's).
+pub async fn put_chunk(
+    db: &impl ConnectionTrait,
+    organization_id: i64,
+    sha1: &str,
+    data: &[u8],
+) -> Result<(), DbErr> {
+    put(db, sha1, data).await?;
+    execute(
+        db,
+        "INSERT INTO chunk_owners (organization_id, sha1, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (organization_id, sha1) DO UPDATE SET created_at = excluded.created_at",
+        vec![
+            organization_id.into(),
+            sha1.to_string().into(),
+            now_ms().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Which of these chunks `organization_id` uploaded and are still stored.
+pub async fn owned_chunks(
+    db: &impl ConnectionTrait,
+    organization_id: i64,
+    sha1s: &[String],
+) -> Result<HashSet<String>, DbErr> {
+    let mut out = HashSet::new();
+    for part in sha1s.chunks(500) {
+        let values: Vec<Value> = part.iter().map(|s| Value::from(s.clone())).collect();
+        let (cond, values) = faultline_worker::sql::in_list(
+            db.get_database_backend(),
+            "c.sha1",
+            ArrayType::String,
+            values,
+        );
+        let mut args = vec![Value::from(organization_id)];
+        args.extend(values);
+        let sql = format!(
+            "SELECT c.sha1 FROM chunk_owners c JOIN blobs b ON b.sha1 = c.sha1 \
+             WHERE c.organization_id = ? AND {cond}"
+        );
+        for row in query_all(db, &sql, args).await? {
+            out.insert(row.try_get("", "sha1")?);
+        }
+    }
+    Ok(out)
+}
+
+/// The content of a chunk `organization_id` uploaded: `None` when it did not upload it (or
+/// the blob is gone), whoever else did.
+pub async fn get_chunk(
+    db: &impl ConnectionTrait,
+    organization_id: i64,
+    sha1: &str,
+) -> Result<Option<Vec<u8>>, DbErr> {
+    let owned = super::query_one(
+        db,
+        "SELECT sha1 FROM chunk_owners WHERE organization_id = ? AND sha1 = ?",
+        vec![organization_id.into(), sha1.to_string().into()],
+    )
+    .await?;
+    if owned.is_none() {
+        return Ok(None);
+    }
+    get(db, sha1).await
 }
 
 /// Which of these SHA-1s are stored.
@@ -119,6 +193,14 @@ pub async fn collect_garbage_in(
     store: &dyn ArtifactStore,
     older_than_ms: i64,
 ) -> Result<u64, DbErr> {
+    // Ownership first: a blob is at least as new as its newest owner (every upload renews
+    // both), so a blob old enough to go has no owner left after this.
+    execute(
+        db,
+        "DELETE FROM chunk_owners WHERE created_at < ?",
+        vec![older_than_ms.into()],
+    )
+    .await?;
     if store.in_database() {
         return execute(
             db,
@@ -170,8 +252,8 @@ pub async fn collect_garbage_in(
     Ok(deleted)
 }
 
-/// Deletes these blobs' rows now if no artifact names them any more (after deleting
-/// artifacts, in the same transaction). Objects in a directory or bucket stay until the
+/// Deletes these blobs' rows now if no artifact names them any more and no organization
+/// holds them as an uploaded chunk (after deleting artifacts, in the same transaction). Objects in a directory or bucket stay until the
 /// collector's sweep: the transaction may still roll back.
 pub async fn release_unreferenced(
     db: &impl ConnectionTrait,
@@ -182,7 +264,8 @@ pub async fn release_unreferenced(
         n += execute(
             db,
             "DELETE FROM blobs WHERE sha1 = ? \
-             AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.sha1 = blobs.sha1)",
+             AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.sha1 = blobs.sha1) \
+             AND NOT EXISTS (SELECT 1 FROM chunk_owners c WHERE c.sha1 = blobs.sha1)",
             vec![sha1.clone().into()],
         )
         .await?;

@@ -1,10 +1,16 @@
 //! Chunked upload: `GET /api/0/organizations/{org}/chunk-upload/` tells sentry-cli how to
 //! upload (sizes, gzip, which upload kinds we accept); `POST` to the same URL takes
 //! `multipart/form-data` parts named `file_gzip` (gzip) or `file` (raw), each part's file
-//! name the SHA-1 of the uncompressed chunk. Every chunk is checked and stored as a blob;
-//! uploading a chunk twice is harmless.
+//! name the SHA-1 of the uncompressed chunk. Every chunk is checked and stored as a blob
+//! owned by the uploading organization; uploading a chunk twice is harmless.
+//!
+//! A request holds its chunks in memory (at most [`MAX_REQUEST_SIZE`] plus one chunk), so at
+//! most [`UPLOADS_AT_ONCE`] requests per process read their bodies at once; the others wait
+//! for a place (their bodies unread) up to [`UPLOAD_WAIT`], then get `429` with
+//! `Retry-After`.
 
 use std::io::Read;
+use std::time::Duration;
 
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,6 +30,16 @@ pub const MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
 pub const MAX_FILE_SIZE: usize = 256 * 1024 * 1024;
 /// Parallel upload requests sentry-cli may make.
 const CONCURRENCY: u8 = 4;
+/// Upload requests whose bodies one process reads at once (8 x 40 MiB at most).
+pub const UPLOADS_AT_ONCE: usize = 8;
+/// How long an upload request waits for a place before it is answered `429`.
+pub const UPLOAD_WAIT: Duration = Duration::from_secs(30);
+
+/// The places of [`UPLOADS_AT_ONCE`].
+fn upload_places() -> &'static tokio::sync::Semaphore {
+    static PLACES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOADS_AT_ONCE);
+    &PLACES
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -65,7 +81,7 @@ async fn upload(
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     auth.require(Scope::ProjectReleases)?;
-    let _org = auth.organization(&path).await?;
+    let org = auth.organization(&path).await?;
     let is_multipart = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -76,6 +92,12 @@ async fn upload(
             "expected multipart/form-data with `file_gzip` or `file` parts",
         ));
     }
+    let Ok(Ok(_place)) = tokio::time::timeout(UPLOAD_WAIT, upload_places().acquire()).await else {
+        return Ok(super::assemble::busy(
+            "Too many uploads at once; try again shortly",
+            5,
+        ));
+    };
     let mut form = Multipart::new(req.headers(), payload);
     let mut received = 0usize;
     let mut chunks = 0usize;
@@ -129,7 +151,7 @@ async fn upload(
                 "Checksum mismatch: chunk named {claimed} has SHA-1 {actual}"
             )));
         }
-        blobs::put(auth.db(), &claimed, &chunk).await?;
+        blobs::put_chunk(auth.db(), org.id, &claimed, &chunk).await?;
     }
     Ok(HttpResponse::Ok().finish())
 }

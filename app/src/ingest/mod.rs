@@ -1,11 +1,15 @@
 //! Ingest: `/api/{project_id}/envelope/`, `/store/` and `/security/`.
 //!
-//! The request's way: path -> credentials -> body (size limits before and while
-//! decompressing) -> envelope split -> key and project checks (in-memory cache) -> rate
-//! limit and backpressure -> one job per event on the durable queue -> `200 {"id"}` once
-//! the job is durable. Everything refused gets Relay's status code and a JSON `detail`;
+//! The request's way: path -> credentials -> body read (compressed size limit) -> key and
+//! project checks (in-memory cache) -> decompression (size limit while decompressing;
+//! large bodies off the event loop, `decode.rs`) -> envelope split -> rate limit and
+//! backpressure -> one job per event on the durable queue -> `200 {"id"}` once the job is
+//! durable. The key is checked before the body is decompressed, so a sender without a valid
+//! key never makes us decompress anything; an envelope whose only credentials are the `dsn`
+//! in its own header has just that first line decompressed before the check. Everything refused gets Relay's status code and a JSON `detail`;
 //! nothing here panics on input.
 
+pub mod decode;
 pub mod keys;
 pub mod ratelimit;
 
@@ -16,11 +20,11 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use faultline_core::body::{decode_body, decode_body_bytes};
+use faultline_core::body::{ContentEncoding, decode_body};
 use faultline_core::config::Limits;
 use faultline_core::jobs::{JobHead, PayloadKind};
 use faultline_core::protocol::auth::{self, ClientAuth};
-use faultline_core::protocol::envelope::{Envelope, ItemType};
+use faultline_core::protocol::envelope::{Envelope, EnvelopeHeaders, ItemType};
 use faultline_core::protocol::json_check;
 use futures_util::StreamExt;
 
@@ -273,11 +277,9 @@ async fn read_body(
     Ok(single.unwrap_or_else(|| buf.freeze()))
 }
 
-/// Decompresses per `Content-Encoding`, cut off at the decompressed limit.
-fn decode(req: &HttpRequest, body: Bytes, limit: usize) -> Result<Bytes, IngestError> {
-    let encoding = header_str(req.headers(), "content-encoding");
-    decode_body_bytes(encoding, body, limit)
-        .map_err(|e| IngestError::new(status(e.status()), e.to_string()))
+/// The request's `Content-Encoding`.
+fn content_encoding(req: &HttpRequest) -> Result<ContentEncoding, IngestError> {
+    decode::encoding(header_str(req.headers(), "content-encoding"))
 }
 
 /// The key must exist, be enabled, belong to the project in the path, and the project
@@ -477,10 +479,10 @@ async fn envelope_request(
     let project_id = project_id(&req)?;
     let header_auth = request_auth(&req)?;
     let body = read_body(&req, payload, state.limits.max_envelope_size).await?;
-    let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
     handle_envelope(&req, &state, project_id, header_auth, body).await
 }
 
+/// An envelope body as sent (still compressed): key first, then decompression and the rest.
 async fn handle_envelope(
     req: &HttpRequest,
     state: &IngestState,
@@ -491,41 +493,84 @@ async fn handle_envelope(
     if body.is_empty() {
         return Err(IngestError::new(StatusCode::BAD_REQUEST, "empty envelope"));
     }
-    let envelope = Envelope::parse(body).map_err(|e| {
-        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope").cause(e.to_string())
-    })?;
-
+    let encoding = content_encoding(req)?;
     let auth = match header_auth {
         Some(a) => a,
-        None => {
-            let dsn = envelope.headers.dsn.as_deref().ok_or_else(|| {
-                IngestError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing authorization information",
-                )
-            })?;
-            let a = ClientAuth::from_dsn_str(dsn).map_err(|_| {
-                IngestError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "bad envelope authentication header",
-                )
-            })?;
-            let dsn_project = faultline_core::protocol::dsn::Dsn::parse(dsn)
-                .map(|d| d.project_id())
-                .ok();
-            if dsn_project.is_some_and(|p| p as i64 != project_id) {
-                return Err(
-                    IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                        .cause("project id header mismatch between envelope and request"),
-                );
-            }
-            a
-        }
+        None => envelope_dsn_auth(encoding, &body, project_id)?,
     };
     let key = authorize(state, &auth, project_id).await?;
+    let in_project = |e: IngestError| e.in_project(key.project_id);
+    let body = decode::decode(encoding, body, state.limits.max_envelope_decompressed)
+        .await
+        .map_err(in_project)?;
+    if body.is_empty() {
+        return Err(in_project(IngestError::new(
+            StatusCode::BAD_REQUEST,
+            "empty envelope",
+        )));
+    }
+    let envelope = Envelope::parse(body).map_err(|e| {
+        in_project(
+            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                .cause(e.to_string()),
+        )
+    })?;
     accept_envelope(req, state, &key, &envelope)
         .await
-        .map_err(|e| e.in_project(key.project_id))
+        .map_err(in_project)
+}
+
+/// Credentials from the `dsn` in the envelope header (tunnels that forward a browser SDK's
+/// envelope as it is). Only the envelope's first line is decompressed for it
+/// ([`decode::header_line`]): the rest waits until the key has been checked.
+fn envelope_dsn_auth(
+    encoding: ContentEncoding,
+    body: &[u8],
+    project_id: i64,
+) -> Result<ClientAuth, IngestError> {
+    let line = decode::header_line(encoding, body)?;
+    let invalid = |cause: String| {
+        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope").cause(cause)
+    };
+    let headers = match serde_json::Deserializer::from_slice(&line)
+        .into_iter::<EnvelopeHeaders>()
+        .next()
+    {
+        Some(Ok(headers)) => headers,
+        Some(Err(_)) if line.len() >= decode::HEADER_LINE_MAX && !line.ends_with(b"\n") => {
+            return Err(invalid(format!(
+                "the envelope header is longer than {} bytes",
+                decode::HEADER_LINE_MAX
+            )));
+        }
+        Some(Err(e)) => return Err(invalid(format!("invalid envelope header: {e}"))),
+        None => {
+            return Err(invalid(
+                "empty envelope: expected a JSON object as envelope header".into(),
+            ));
+        }
+    };
+    let dsn = headers.dsn.as_deref().ok_or_else(|| {
+        IngestError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing authorization information",
+        )
+    })?;
+    let auth = ClientAuth::from_dsn_str(dsn).map_err(|_| {
+        IngestError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad envelope authentication header",
+        )
+    })?;
+    let dsn_project = faultline_core::protocol::dsn::Dsn::parse(dsn)
+        .map(|d| d.project_id())
+        .ok();
+    if dsn_project.is_some_and(|p| p as i64 != project_id) {
+        return Err(invalid(
+            "project id header mismatch between envelope and request".into(),
+        ));
+    }
+    Ok(auth)
 }
 
 /// The authorized part of an envelope's way: item checks, admission, enqueue.
@@ -618,10 +663,9 @@ async fn store_request(
     };
     let body = read_body(&req, payload, compressed_limit).await?;
     if is_envelope {
-        let body = decode(&req, body, state.limits.max_envelope_decompressed)?;
         return handle_envelope(&req, &state, project_id, header_auth, body).await;
     }
-    let body = decode(&req, body, state.limits.max_event_size)?;
+    let encoding = content_encoding(&req)?;
     let auth = header_auth.ok_or_else(|| {
         IngestError::new(
             StatusCode::UNAUTHORIZED,
@@ -629,9 +673,13 @@ async fn store_request(
         )
     })?;
     let key = authorize(&state, &auth, project_id).await?;
+    let in_project = |e: IngestError| e.in_project(key.project_id);
+    let body = decode::decode(encoding, body, state.limits.max_event_size)
+        .await
+        .map_err(in_project)?;
     accept_store_body(&req, &state, &key, body)
         .await
-        .map_err(|e| e.in_project(key.project_id))
+        .map_err(in_project)
 }
 
 /// The authorized part of a `/store/` JSON body's way.
@@ -755,7 +803,10 @@ async fn security_request(
     let body = read_body(&req, payload, state.limits.max_event_size)
         .await
         .map_err(in_project)?;
-    let body = decode(&req, body, state.limits.max_event_size).map_err(in_project)?;
+    let encoding = content_encoding(&req).map_err(in_project)?;
+    let body = decode::decode(encoding, body, state.limits.max_event_size)
+        .await
+        .map_err(in_project)?;
     json_check::check(&body).map_err(|e| {
         in_project(IngestError::new(
             StatusCode::BAD_REQUEST,
