@@ -20,7 +20,6 @@ pub mod issues;
 pub mod orgs;
 pub mod projects;
 pub mod releases;
-pub mod search;
 pub mod session;
 pub mod sql;
 pub mod statics;

@@ -20,7 +20,7 @@
 
 use sea_orm::Value;
 
-use super::sql::placeholders;
+use crate::sql::placeholders;
 
 /// Issue status filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
