@@ -8,6 +8,7 @@ mod m20261122_000001_initial;
 mod m20261122_000010_assemble_tasks;
 mod m20261122_000030_web;
 mod m20261122_000040_alerts;
+mod m20261205_000040_issue_assignee;
 
 /// Runs every migration in order; applied automatically at start.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000010_assemble_tasks::Migration),
             Box::new(m20261122_000030_web::Migration),
             Box::new(m20261122_000040_alerts::Migration),
+            Box::new(m20261205_000040_issue_assignee::Migration),
         ]
     }
 }

@@ -10,12 +10,12 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use faultline_core::issues::search::{self, Search, StatusFilter};
 use faultline_core::issues::{
-    self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, status,
+    self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, assign, status,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::auth::{Org, Scope};
+use super::auth::{Org, Principal, Scope};
 use super::pagination::{self, Cursor};
 use super::{ApiAuth, ApiError, ApiResult, events, iso, query_all, query_one};
 use faultline_core::entity::now_ms;
@@ -68,6 +68,73 @@ pub struct IssueUpdate {
     pub ignore_count: Option<i64>,
     #[serde(default)]
     pub ignore_until: Option<String>,
+    /// `"<user id | user:<id> | email | username>"`, or `""` / `null` for nobody.
+    #[serde(default, deserialize_with = "present")]
+    pub assigned_to: Option<Json>,
+}
+
+/// A field that is there, even as `null` (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+/// The member an update assigns to (`Some(None)`: nobody), if it assigns at all;
+/// a non-member is refused.
+async fn assignee_of(
+    auth: &ApiAuth,
+    org: &Org,
+    u: &IssueUpdate,
+) -> ApiResult<Option<Option<assign::Member>>> {
+    let text = match &u.assigned_to {
+        None => return Ok(None),
+        Some(Json::Null) => String::new(),
+        Some(Json::String(s)) => s.clone(),
+        Some(Json::Number(n)) => n.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`assignedTo` must be a user id, user:<id>, an email or \"\"",
+            ));
+        }
+    };
+    let who = assign::Assignee::parse(&text).map_err(domain_error)?;
+    Ok(Some(
+        assign::find_member(auth.db(), org.id, &who)
+            .await
+            .map_err(domain_error)?,
+    ))
+}
+
+/// A domain error as the API answers it.
+fn domain_error(e: issues::Error) -> ApiError {
+    match e {
+        issues::Error::Invalid(m) => ApiError::bad_request(m),
+        issues::Error::Db(e) => e.into(),
+    }
+}
+
+/// The user a request acts as (`assigned:me`): the session's user, or the user who made
+/// the token (an organization token from the CLI has none).
+async fn acting_user(auth: &ApiAuth) -> ApiResult<Option<i64>> {
+    Ok(match &auth.principal {
+        Principal::User { id, .. } => Some(*id),
+        Principal::Token { id, .. } => query_one(
+            auth.db(),
+            "SELECT user_id FROM api_tokens WHERE id = ?",
+            vec![(*id).into()],
+        )
+        .await?
+        .map(|r| r.try_get::<Option<i64>>("", "user_id"))
+        .transpose()?
+        .flatten(),
+    })
+}
+
+/// Sentry's `assignedTo` object.
+fn assigned_json(user_id: Option<i64>, email: Option<&str>) -> Json {
+    match user_id {
+        Some(id) => json!({"type": "user", "id": id.to_string(), "name": email, "email": email}),
+        None => Json::Null,
+    }
 }
 
 /// The status change an update body asks for, if it asks for one at all.
@@ -186,7 +253,7 @@ pub fn issue_json(issue: &Issue, org_slug: &str, base_url: &str) -> Json {
         "issueCategory": "error",
         "metadata": metadata,
         "numComments": 0,
-        "assignedTo": null,
+        "assignedTo": assigned_json(issue.assignee_id, issue.assignee_email.as_deref()),
         "isBookmarked": false,
         "isSubscribed": false,
         "subscriptionDetails": null,
@@ -262,8 +329,13 @@ async fn update_issue(
     auth.require(Scope::EventWrite)?;
     let (issue, org) = issue_from(&auth, &req).await?;
     let now = now_ms();
-    if let Some(change) = status_change(&body, now)? {
+    let change = status_change(&body, now)?;
+    let assignee = assignee_of(&auth, &org, &body).await?;
+    if let Some(change) = change {
         issues::set_status(auth.db(), org.id, &[issue.id], &change, now).await?;
+    }
+    if let Some(member) = assignee {
+        assign::assign(auth.db(), org.id, &[issue.id], member.as_ref()).await?;
     }
     let (issue, _) = issue_row(&auth, &issue.id.to_string(), None).await?;
     Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
@@ -418,6 +490,7 @@ async fn list(
         search,
         default_status: Some(default_status),
         ids: params.ids.clone(),
+        viewer: acting_user(auth).await?,
     };
     let window = params.cursor.map(|c| {
         if c.is_prev {
@@ -478,8 +551,13 @@ async fn bulk_update(
     let params = list_params(req)?;
     let projects = list_scope(auth, &org, project, &params).await?;
     let now = now_ms();
-    let change = status_change(&body, now)?
-        .ok_or_else(|| ApiError::bad_request("nothing to change: give a `status`"))?;
+    let change = status_change(&body, now)?;
+    let assignee = assignee_of(auth, &org, &body).await?;
+    if change.is_none() && assignee.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give a `status` or `assignedTo`",
+        ));
+    }
     let filter = if !params.ids.is_empty() {
         Filter {
             projects,
@@ -494,23 +572,37 @@ async fn bulk_update(
             search,
             default_status: Some(default_status),
             ids: vec![],
+            viewer: acting_user(auth).await?,
         }
     };
     let ids = issues::list::select_ids(auth.db(), &filter, BULK_LIMIT).await?;
     if ids.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
-    issues::set_status(auth.db(), org.id, &ids, &change, now).await?;
-    let (status, details) = match &change {
-        StatusChange::Unresolved => ("unresolved", json!({})),
-        StatusChange::Resolved => ("resolved", json!({})),
-        StatusChange::ResolvedInNextRelease => ("resolved", json!({"inNextRelease": true})),
-        StatusChange::Ignored { until, count } => (
-            "ignored",
-            json!({"ignoreUntil": until.map(iso), "ignoreCount": count}),
-        ),
-    };
-    Ok(HttpResponse::Ok().json(json!({"status": status, "statusDetails": details})))
+    // Sentry answers with the fields that changed.
+    let mut answer = json!({});
+    if let Some(change) = &change {
+        issues::set_status(auth.db(), org.id, &ids, change, now).await?;
+        let (status, details) = match change {
+            StatusChange::Unresolved => ("unresolved", json!({})),
+            StatusChange::Resolved => ("resolved", json!({})),
+            StatusChange::ResolvedInNextRelease => ("resolved", json!({"inNextRelease": true})),
+            StatusChange::Ignored { until, count } => (
+                "ignored",
+                json!({"ignoreUntil": until.map(iso), "ignoreCount": count}),
+            ),
+        };
+        answer["status"] = json!(status);
+        answer["statusDetails"] = details;
+    }
+    if let Some(member) = &assignee {
+        assign::assign(auth.db(), org.id, &ids, member.as_ref()).await?;
+        answer["assignedTo"] = assigned_json(
+            member.as_ref().map(|m| m.user_id),
+            member.as_ref().map(|m| m.email.as_str()),
+        );
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 async fn bulk_update_project(

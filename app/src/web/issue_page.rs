@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
-use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails};
+use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails, assign};
 use faultline_core::protocol::event::Event;
 
 use super::access;
@@ -118,6 +118,9 @@ struct IssuePage {
     trace_url: String,
     status_url: String,
     notice: String,
+    assign_url: String,
+    /// The organization's members; the assignee is selected.
+    members: Vec<issues::Choice>,
 }
 
 fn status_text(status: &str, details: Option<&str>, now: i64) -> String {
@@ -326,6 +329,15 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "unresolve" => "Reopened.",
         _ => "",
     };
+    let members = assign::members(db, org.id)
+        .await?
+        .into_iter()
+        .map(|m| issues::Choice {
+            selected: issue.assignee_id == Some(m.user_id),
+            value: m.user_id.to_string(),
+            label: m.email,
+        })
+        .collect();
     let trace_id = view.trace_id.clone();
     ctx.page(&IssuePage {
         nav: ctx.nav(&org.slug, "issues"),
@@ -396,6 +408,8 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         },
         status_url: format!("{base}/status"),
         notice: notice.into(),
+        assign_url: format!("{base}/assign"),
+        members,
     })
 }
 
@@ -456,6 +470,36 @@ pub async fn set_status(
     domain::set_status(&ctx.app.db, org.id, &[issue.id], &change, now).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/issues/{}?done={action}",
+        org.slug, issue.id
+    )))
+}
+
+/// `POST .../assign`: assign to a member of the organization (`assignee` = user id), or
+/// to nobody (empty).
+pub async fn set_assignee(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, issue_id) = path.into_inner();
+    let org = access::org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let issue = load_issue(&ctx, &org, &issue_id).await?;
+    let who = match form.get("assignee") {
+        "" => assign::Assignee::Nobody,
+        id => assign::Assignee::UserId(id.parse().map_err(|_| {
+            WebError::BadRequest(format!("{id:?} is not a member; pick one from the list."))
+        })?),
+    };
+    let member = assign::find_member(&ctx.app.db, org.id, &who)
+        .await
+        .map_err(|e| match e {
+            domain::Error::Invalid(m) => WebError::BadRequest(m),
+            domain::Error::Db(e) => e.into(),
+        })?;
+    assign::assign(&ctx.app.db, org.id, &[issue.id], member.as_ref()).await?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/issues/{}?done=assign",
         org.slug, issue.id
     )))
 }

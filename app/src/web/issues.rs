@@ -90,6 +90,8 @@ struct IssuesPage {
     project_releases: String,
     spark_label: String,
     notice: String,
+    /// This list filtered to the viewer's unresolved issues.
+    mine_url: String,
 }
 
 fn list_url(base: &str, params: &[(&str, &str)]) -> String {
@@ -162,6 +164,7 @@ async fn render_list(
             search,
             default_status: Some(StatusFilter::Unresolved),
             ids: vec![],
+            viewer: ctx.user.as_ref().map(|u| u.id),
         };
         let window = cursor.map(|c| Window::After {
             value: c.value,
@@ -307,6 +310,7 @@ async fn render_list(
             "24 hours".into()
         },
         notice: notice.into(),
+        mine_url: list_url(&base, &[("query", "is:unresolved assigned:me")]),
     })
 }
 

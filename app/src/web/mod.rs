@@ -104,6 +104,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(issue_page::set_status),
         )
         .route(
+            "/organizations/{org}/issues/{issue_id}/assign",
+            web::post().to(issue_page::set_assignee),
+        )
+        .route(
             "/organizations/{org}/issues/{issue_id}/events/{event_id}/json",
             web::get().to(issue_page::raw_json),
         )

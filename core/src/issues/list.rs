@@ -7,7 +7,7 @@
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use super::search::{Search, StatusFilter};
-use super::{COLUMNS, Invalid, Issue};
+use super::{COLUMNS, FROM, Invalid, Issue};
 use crate::sql::{placeholders, query_all};
 
 /// Sort orders of the list, newest (largest) first; each has an index
@@ -101,6 +101,8 @@ pub struct Filter {
     pub default_status: Option<StatusFilter>,
     /// Only these issues, if any are given.
     pub ids: Vec<i64>,
+    /// Who is looking (`assigned:me`); without a user, `assigned:me` matches nothing.
+    pub viewer: Option<i64>,
 }
 
 impl Filter {
@@ -115,9 +117,10 @@ impl Filter {
         } else {
             self.projects.iter().map(|p| Value::from(*p)).collect()
         };
-        let (cond, more) = self
-            .search
-            .condition(self.default_status.unwrap_or(StatusFilter::All));
+        let (cond, more) = self.search.condition(
+            self.default_status.unwrap_or(StatusFilter::All),
+            self.viewer,
+        );
         if !cond.is_empty() {
             sql.push_str(" AND ");
             sql.push_str(&cond);
@@ -145,9 +148,7 @@ pub async fn list(
     }
     let (cond, mut values) = filter.condition();
     let col = format!("i.{}", sort.column());
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE {cond}"
-    );
+    let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE {cond}");
     let (mut order, mut offset) = (format!("{col} DESC, i.id DESC"), 0);
     match window {
         None => {}

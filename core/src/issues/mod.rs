@@ -8,12 +8,14 @@
 //! - [`search`]: the search grammar (Sentry's syntax) and its one SQL condition.
 //! - [`list`]: the issue list query (filter, sort, keyset windows) and bulk selection.
 //! - [`actions`]: status changes and deletion.
+//! - [`assign`]: assignment to a member of the organization, or nobody.
 //!
 //! Callers authorize first (which organization's issues the caller may touch); every
 //! function here also takes that organization or its projects, so a mistake upstream
 //! cannot reach another organization's issues.
 
 pub mod actions;
+pub mod assign;
 pub mod list;
 pub mod search;
 pub mod state;
@@ -30,6 +32,15 @@ use crate::sql::query_one;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);
+
+/// Why an operation did not happen: the caller's input (tell them), or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
 
 /// An issue with its project, as lists and pages show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +69,9 @@ pub struct Issue {
     pub users_seen: i64,
     pub first_release: Option<String>,
     pub last_release: Option<String>,
+    /// The member it is assigned to (user id and email), if any.
+    pub assignee_id: Option<i64>,
+    pub assignee_email: Option<String>,
 }
 
 /// Columns of `issues i` joined with `projects p` that [`Issue::from_row`] reads.
@@ -65,7 +79,11 @@ pub(crate) const COLUMNS: &str = "i.id, i.project_id, i.short_id, i.title, i.cul
      i.exception_type, i.exception_value, i.level, i.platform, i.status, i.status_details, \
      i.first_seen, i.last_seen, i.times_seen, i.users_seen, i.first_release, i.last_release, \
      p.slug AS project_slug, p.name AS project_name, p.platform AS project_platform, \
-     p.organization_id";
+     p.organization_id, i.assignee_id, u.email AS assignee_email";
+
+/// The tables [`COLUMNS`] reads.
+pub(crate) const FROM: &str =
+    "issues i JOIN projects p ON p.id = i.project_id LEFT JOIN users u ON u.id = i.assignee_id";
 
 impl Issue {
     fn from_row(row: &QueryResult) -> Result<Issue, DbErr> {
@@ -91,6 +109,8 @@ impl Issue {
             users_seen: row.try_get("", "users_seen")?,
             first_release: row.try_get("", "first_release")?,
             last_release: row.try_get("", "last_release")?,
+            assignee_id: row.try_get("", "assignee_id")?,
+            assignee_email: row.try_get("", "assignee_email")?,
         })
     }
 
@@ -110,9 +130,7 @@ impl Issue {
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<Issue>, DbErr> {
     query_one(
         db,
-        &format!(
-            "SELECT {COLUMNS} FROM issues i JOIN projects p ON p.id = i.project_id WHERE i.id = ?"
-        ),
+        &format!("SELECT {COLUMNS} FROM {FROM} WHERE i.id = ?"),
         vec![id.into()],
     )
     .await?
