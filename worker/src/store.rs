@@ -317,7 +317,7 @@ async fn store_in(
             };
             let created = |r: &str| {
                 known_releases
-                    .get(&(delta.organization_id, r.to_string()))
+                    .get(&(delta.project_id, r.to_string()))
                     .copied()
             };
             if let Some(reopening) = state.reopened_by(&events, created) {
@@ -487,7 +487,6 @@ async fn update_issue_counters(
 /// Counter changes for one issue in this batch.
 struct IssueDelta {
     project_id: i64,
-    organization_id: i64,
     count: i64,
     first_seen: i64,
     last_seen: i64,
@@ -509,7 +508,6 @@ impl IssueDelta {
     fn new(e: &PreparedEvent) -> Self {
         IssueDelta {
             project_id: e.project_id,
-            organization_id: 0,
             count: 0,
             first_seen: e.timestamp_ms,
             last_seen: e.timestamp_ms,
@@ -618,7 +616,8 @@ async fn create_issue(
     row.try_get("", "id")
 }
 
-/// `date_created` of the releases the events name, keyed by (organization, version).
+/// `date_created` of the releases the events name (their organization's), keyed by
+/// (project, version).
 async fn release_dates(
     txn: &DatabaseTransaction,
     backend: DbBackend,
@@ -634,7 +633,7 @@ async fn release_dates(
     for (project_id, versions) in pairs {
         let versions: Vec<&str> = versions.into_iter().collect();
         let sql = format!(
-            "SELECT r.organization_id, r.version, r.date_created FROM releases r \
+            "SELECT r.version, r.date_created FROM releases r \
              JOIN projects p ON p.organization_id = r.organization_id \
              WHERE p.id = ? AND r.version IN ({})",
             placeholders(versions.len())
@@ -643,10 +642,7 @@ async fn release_dates(
         values.extend(versions.iter().map(|v| Value::from(v.to_string())));
         for row in txn.query_all_raw(stmt(backend, &sql, values)).await? {
             out.insert(
-                (
-                    row.try_get("", "organization_id")?,
-                    row.try_get("", "version")?,
-                ),
+                (project_id, row.try_get("", "version")?),
                 row.try_get("", "date_created")?,
             );
         }
