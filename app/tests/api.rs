@@ -2102,3 +2102,183 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
         );
     }
 }
+
+/// Assignment through Sentry's API: `assignedTo` as a user id, `user:<id>` or email, `""`
+/// to clear, non-members refused; the issue JSON's `assignedTo`; `assigned:` and
+/// `is:assigned` searches; the bulk update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_are_assigned_to_members_through_the_web_api() {
+    for engine in engines() {
+        let api = spawn(engine).await;
+        let db = &api.app.db;
+        let kim = faultline_app::cli::create_user(db, "kim@example.com", "pw-123456789", false)
+            .await
+            .expect("user");
+        let outsider =
+            faultline_app::cli::create_user(db, "out@example.com", "pw-123456789", false)
+                .await
+                .expect("user");
+        db.execute_unprepared(&format!(
+            "INSERT INTO members (organization_id, user_id, role, created_at) \
+             SELECT id, {kim}, 'member', 0 FROM organizations WHERE slug = 'acme'"
+        ))
+        .await
+        .expect("member");
+        db.execute_unprepared(&format!(
+            "INSERT INTO members (organization_id, user_id, role, created_at) \
+             SELECT id, {outsider}, 'member', 0 FROM organizations WHERE slug = 'other'"
+        ))
+        .await
+        .expect("member");
+        let acme = api
+            .scalar("SELECT id FROM organizations WHERE slug = 'acme'")
+            .await;
+        let kims_token = faultline_app::cli::create_token_for(
+            db,
+            acme,
+            Some(kim),
+            &["event:write".to_string()],
+            "kim",
+        )
+        .await
+        .expect("token");
+        send_event(&api, "first problem", "RuntimeError", json!({})).await;
+        send_event(&api, "second problem", "ValueError", json!({})).await;
+        let list = api.get("projects/acme/web/issues/").await.json();
+        let ids = ids_of(&list);
+        assert_eq!(ids.len(), 2, "{list}");
+        assert_eq!(list[0]["assignedTo"], Value::Null);
+        let (a, b) = (ids[0].clone(), ids[1].clone());
+
+        // By email, by id, by `user:<id>`; the issue shows Sentry's object.
+        for who in [
+            json!("KIM@example.com"),
+            json!(kim),
+            json!(format!("user:{kim}")),
+        ] {
+            let r = api
+                .put(&format!("issues/{a}/"), json!({"assignedTo": who}))
+                .await;
+            assert_eq!(r.status, 200, "{who}: {}", r.text());
+            let j = r.json();
+            assert_eq!(j["assignedTo"]["type"], "user", "{j}");
+            assert_eq!(j["assignedTo"]["id"], kim.to_string());
+            assert_eq!(j["assignedTo"]["email"], "kim@example.com");
+        }
+        let j = api.get(&format!("issues/{a}/")).await.json();
+        assert_eq!(j["assignedTo"]["name"], "kim@example.com");
+
+        // A member of another organization, an unknown user, teams and garbage: refused,
+        // nothing changes.
+        for who in [
+            json!(format!("user:{outsider}")),
+            json!("out@example.com"),
+            json!("nobody@example.com"),
+            json!(987654),
+            json!("team:1"),
+            json!(["kim@example.com"]),
+            json!({"id": kim}),
+        ] {
+            let r = api
+                .put(&format!("issues/{a}/"), json!({"assignedTo": who}))
+                .await;
+            assert_eq!(r.status, 400, "{who}: {}", r.text());
+            assert!(!r.detail().is_empty());
+        }
+        let j = api.get(&format!("issues/{a}/")).await.json();
+        assert_eq!(j["assignedTo"]["id"], kim.to_string());
+
+        // Wrong credentials and missing issues.
+        let body = json!({"assignedTo": ""}).to_string().into_bytes();
+        for (token, status) in [(None, 401), (Some(api.other_token.as_str()), 404)] {
+            let r = call(
+                "PUT",
+                &api.url(&format!("issues/{a}/")),
+                token,
+                Some("application/json"),
+                body.clone(),
+            )
+            .await;
+            assert_eq!(r.status, status, "{}", r.text());
+        }
+        assert_eq!(
+            api.put("issues/99999999/", json!({"assignedTo": ""}))
+                .await
+                .status,
+            404
+        );
+
+        // Searches.
+        let search = |q: &str, token: &str| {
+            let url = api.url(&format!(
+                "projects/acme/web/issues/?query={}",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            ));
+            let token = token.to_string();
+            async move {
+                let r = call("GET", &url, Some(&token), None, vec![]).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                ids_of(&r.json())
+            }
+        };
+        assert_eq!(
+            search("assigned:kim@example.com", &api.token).await,
+            vec![a.clone()]
+        );
+        assert_eq!(
+            search(&format!("assigned:{kim}"), &api.token).await,
+            vec![a.clone()]
+        );
+        assert_eq!(search("is:assigned", &api.token).await, vec![a.clone()]);
+        assert_eq!(search("is:unassigned", &api.token).await, vec![b.clone()]);
+        assert_eq!(search("assigned:none", &api.token).await, vec![b.clone()]);
+        // An organization token acts as nobody; Kim's token is Kim.
+        assert!(search("assigned:me", &api.token).await.is_empty());
+        assert_eq!(search("assigned:me", &kims_token).await, vec![a.clone()]);
+        let r = api
+            .get("projects/acme/web/issues/?query=assigned:%23team")
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+
+        // Bulk: assign both, then clear both.
+        let r = api
+            .put(
+                &format!("projects/acme/web/issues/?id={a}&id={b}"),
+                json!({"assignedTo": kim.to_string()}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["assignedTo"]["id"], kim.to_string());
+        assert_eq!(
+            api.scalar(&format!(
+                "SELECT COUNT(*) FROM issues WHERE assignee_id = {kim}"
+            ))
+            .await,
+            2
+        );
+        let r = api
+            .put(
+                &format!("projects/acme/web/issues/?id={a}&id={b}"),
+                json!({"assignedTo": ""}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["assignedTo"], Value::Null);
+        assert_eq!(
+            api.scalar("SELECT COUNT(*) FROM issues WHERE assignee_id IS NOT NULL")
+                .await,
+            0
+        );
+        let r = api
+            .put(
+                &format!("projects/acme/web/issues/?id={a}"),
+                json!({"assignedTo": format!("user:{outsider}")}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let r = api
+            .put(&format!("projects/acme/web/issues/?id={a}"), json!({}))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+}

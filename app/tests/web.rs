@@ -1365,3 +1365,120 @@ async fn api_sessions_get_the_scopes_of_the_role_on_both_engines() {
         assert_eq!(status, 202, "{engine}: {body}");
     }
 }
+
+/// Assignment on the issue page: the organization's members to pick from, nobody to clear,
+/// "Assigned to me" lists the user's issues; non-members and garbage are refused, and a
+/// member of another organization cannot reach the form (404).
+#[tokio::test]
+async fn issues_are_assigned_on_the_issue_page() {
+    assigned_on_pages(spawn_app(&[]).await).await;
+}
+
+#[tokio::test]
+async fn issues_are_assigned_on_the_issue_page_on_postgres() {
+    let admin_url = faultline_core::db::testing::postgres_admin_url();
+    let admin = faultline_core::db::connect_url(&admin_url)
+        .await
+        .expect("postgres");
+    let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin_url).expect("url");
+    url.set_path(&name);
+    assigned_on_pages(spawn_app(&[("DATABASE_URL", url.as_str())]).await).await;
+}
+
+async fn assignee(app: &TestApp, issue_id: i64) -> Option<i64> {
+    let row = app
+        .db
+        .query_one_raw(stmt(
+            app,
+            "SELECT assignee_id FROM issues WHERE id = ?",
+            vec![issue_id.into()],
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    row.try_get_by_index(0).expect("assignee")
+}
+
+async fn assigned_on_pages(app: TestApp) {
+    let kim = user(&app, "kim@example.com").await;
+    add_member(&app, "acme", kim, "member").await;
+    let lee = user(&app, "lee@example.com").await;
+    add_member(&app, "acme", lee, "member").await;
+    let bob = user(&app, "bob@example.com").await;
+    cli::create_org(&app.db, "beta", Some("Beta"), None)
+        .await
+        .expect("org");
+    add_member(&app, "beta", bob, "owner").await;
+    let (issue, _) = send_event(&app, app.project_id, &app.public_key, "checkout failed").await;
+    let page_url = format!("/organizations/acme/issues/{issue}");
+    let assign_url = format!("{page_url}/assign");
+
+    let mut b = Browser::new(&app);
+    b.login("kim@example.com", PASSWORD).await;
+    let page = b.get(&page_url).await;
+    assert!(page.body.contains("lee@example.com"), "members are offered");
+    assert!(
+        !page.body.contains("bob@example.com"),
+        "only this organization's"
+    );
+    let page = b
+        .submit(&page_url, &assign_url, &[("assignee", &kim.to_string())])
+        .await;
+    assert_eq!(page.status, 303);
+    assert_eq!(assignee(&app, issue).await, Some(kim));
+    let page = b.get(&page_url).await;
+    assert!(
+        page.body
+            .contains(&format!("<option value=\"{kim}\" selected>"))
+    );
+    // "Assigned to me" lists it for Kim, not for Lee.
+    let list = b.get("/organizations/acme/issues").await;
+    assert!(list.body.contains("Assigned to me"));
+    let mine = "/organizations/acme/issues?query=is%3Aunresolved+assigned%3Ame";
+    assert!(list.body.contains(&mine.replace("&", "&amp;")) || list.body.contains(mine));
+    assert!(b.get(mine).await.body.contains("checkout failed"));
+    let mut b2 = Browser::new(&app);
+    b2.login("lee@example.com", PASSWORD).await;
+    assert!(!b2.get(mine).await.body.contains("checkout failed"));
+    assert!(
+        b2.get("/organizations/acme/issues?query=assigned%3Akim%40example.com")
+            .await
+            .body
+            .contains("checkout failed")
+    );
+
+    // Non-members and garbage are refused; nothing changes.
+    for bad in [
+        bob.to_string(),
+        "abc".into(),
+        "-1".into(),
+        "99999999".into(),
+    ] {
+        let page = b
+            .submit(&page_url, &assign_url, &[("assignee", &bad)])
+            .await;
+        assert_eq!(page.status, 400, "{bad}");
+        assert_eq!(assignee(&app, issue).await, Some(kim), "{bad}");
+    }
+    // Without a CSRF token.
+    let page = b.post(&assign_url, &[("assignee", "")]).await;
+    assert_eq!(page.status, 403);
+    // Another organization's member: 404.
+    let mut outsider = Browser::new(&app);
+    outsider.login("bob@example.com", PASSWORD).await;
+    let token = outsider.get("/organizations/beta/issues").await.csrf();
+    let page = outsider
+        .post(&assign_url, &[("csrf", &token), ("assignee", "")])
+        .await;
+    assert_eq!(page.status, 404);
+    assert_eq!(assignee(&app, issue).await, Some(kim));
+    // Nobody.
+    let page = b.submit(&page_url, &assign_url, &[("assignee", "")]).await;
+    assert_eq!(page.status, 303);
+    assert_eq!(assignee(&app, issue).await, None);
+}

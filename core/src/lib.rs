@@ -1,7 +1,9 @@
 //! Faultline's shared domain: what both the `faultline` web process and the event
 //! pipeline need — the Sentry wire protocol as types, configuration, the storage
-//! entities and the job definitions. It never depends on an HTTP framework or a job
-//! runner's runtime, so both halves can use it without pulling in the other.
+//! entities, the job definitions, the issue domain (`issues`: statuses, search, the list
+//! query, actions) and the portable SQL helpers both halves write with. It never depends
+//! on an HTTP framework or a job runner's runtime, so both halves can use it without
+//! pulling in the other.
 
 pub mod body;
 pub mod client_ip;
@@ -11,7 +13,11 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "storage")]
 pub mod entity;
+#[cfg(feature = "storage")]
+pub mod issues;
 pub mod jobs;
 pub mod metrics;
 pub mod protocol;
+#[cfg(feature = "storage")]
+pub mod sql;
 pub mod telemetry;

@@ -11,6 +11,7 @@ mod m20261122_000040_alerts;
 mod m20261205_000010_user_sessions;
 mod m20261205_000020_test_email_sends;
 mod m20261205_000030_chunk_owners;
+mod m20261205_000040_issue_assignee;
 
 /// Runs every migration in order; applied automatically at start.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000010_user_sessions::Migration),
             Box::new(m20261205_000020_test_email_sends::Migration),
             Box::new(m20261205_000030_chunk_owners::Migration),
+            Box::new(m20261205_000040_issue_assignee::Migration),
         ]
     }
 }

@@ -274,8 +274,10 @@ def test_metrics_count_what_happened():
                send_with_sdk(srv.dsn, "second kind", kind="KeyError")]
         # Refusals: unknown key, invalid envelope, oversize item.
         assert post_envelope(srv, event_envelope(uuid.uuid4().hex), key="0" * 32) == 403
-        assert post_envelope(srv, b"this is not an envelope") == 400  # before the key is known
-        assert post_envelope(srv, b'{}\n{"type":"event"}\nnot json\n') == 400  # after
+        # The key (here in X-Sentry-Auth) is checked before the body is read, so both
+        # invalid envelopes count for the project.
+        assert post_envelope(srv, b"this is not an envelope") == 400
+        assert post_envelope(srv, b'{}\n{"type":"event"}\nnot json\n') == 400
         huge = json.dumps({"message": "x" * (1024 * 1024 + 10)})
         assert post_envelope(srv, f'{{}}\n{{"type":"event","length":{len(huge)}}}\n{huge}\n'.encode()) == 413
         for event_id in ids:
@@ -289,8 +291,8 @@ def test_metrics_count_what_happened():
 
         assert delta("faultline_ingest_accepted_events_total", project=p) == 3
         assert delta("faultline_ingest_rejected_requests_total", reason="unknown_key", project="") == 1
-        assert delta("faultline_ingest_rejected_requests_total", reason="invalid", project="") == 1
-        assert delta("faultline_ingest_rejected_requests_total", reason="invalid", project=p) == 1
+        assert delta("faultline_ingest_rejected_requests_total", reason="invalid", project="") == 0
+        assert delta("faultline_ingest_rejected_requests_total", reason="invalid", project=p) == 2
         assert delta("faultline_ingest_rejected_requests_total", reason="too_large", project=p) == 1
         assert delta("faultline_events_stored_total") == 3
         assert delta("faultline_issues_created_total") == 2

@@ -68,27 +68,9 @@ pub struct BatchOutcome {
     pub notifications: Vec<IssueNotification>,
 }
 
-/// Issue statuses as stored.
-pub mod status {
-    pub const UNRESOLVED: &str = "unresolved";
-    pub const RESOLVED: &str = "resolved";
-    pub const RESOLVED_IN_NEXT_RELEASE: &str = "resolved_in_next_release";
-    pub const IGNORED: &str = "ignored";
-}
-
-/// Conditions kept in `issues.status_details` (JSON).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct StatusDetails {
-    /// Ignored until this time (Unix ms).
-    pub ignore_until: Option<i64>,
-    /// Ignored until this many more events...
-    pub ignore_count: Option<i64>,
-    /// ...counted from this `times_seen`.
-    pub ignore_count_base: Option<i64>,
-    /// For "resolved in next release": the release current when it was resolved.
-    pub resolved_release: Option<String>,
-}
+// Issue statuses and the rules that move them belong to the issue domain; the store
+// applies them (re-exported so callers of the store keep one import).
+pub use faultline_core::issues::state::{IssueState, NewEvents, Reopening, StatusDetails, status};
 
 /// Stores a batch; all or nothing.
 pub async fn store_batch(
@@ -328,42 +310,22 @@ async fn store_in(
         if new_issues.contains(issue_id) {
             kind = Some(NotificationKind::NewIssue);
         } else {
-            match state.status.as_str() {
-                status::RESOLVED => {
-                    new_status = Some(status::UNRESOLVED);
-                    kind = Some(NotificationKind::Regression);
-                }
-                status::RESOLVED_IN_NEXT_RELEASE => {
-                    let resolved_release = state.details.resolved_release.as_deref();
-                    let newer = delta.releases.iter().any(|r| {
-                        Some(r.as_str()) != resolved_release
-                            && match known_releases.get(&(delta.organization_id, r.clone())) {
-                                // A release first seen after the resolution is the "next" one.
-                                Some(created) => *created > state.resolved_at.unwrap_or(0),
-                                None => true,
-                            }
-                    });
-                    if newer {
-                        new_status = Some(status::UNRESOLVED);
-                        kind = Some(NotificationKind::Regression);
-                    }
-                }
-                status::IGNORED => {
-                    let until_passed = state
-                        .details
-                        .ignore_until
-                        .is_some_and(|t| delta.last_seen >= t);
-                    let count_reached = state.details.ignore_count.is_some_and(|n| {
-                        state.times_seen + delta.count
-                            - state.details.ignore_count_base.unwrap_or(state.times_seen)
-                            >= n
-                    });
-                    if until_passed || count_reached {
-                        new_status = Some(status::UNRESOLVED);
-                        kind = Some(NotificationKind::Unignored);
-                    }
-                }
-                _ => {}
+            let events = NewEvents {
+                count: delta.count,
+                last_seen: delta.last_seen,
+                releases: &delta.releases,
+            };
+            let created = |r: &str| {
+                known_releases
+                    .get(&(delta.project_id, r.to_string()))
+                    .copied()
+            };
+            if let Some(reopening) = state.reopened_by(&events, created) {
+                new_status = Some(status::UNRESOLVED);
+                kind = Some(match reopening {
+                    Reopening::Regression => NotificationKind::Regression,
+                    Reopening::Unignored => NotificationKind::Unignored,
+                });
             }
         }
         if let Some(kind) = kind {
@@ -525,7 +487,6 @@ async fn update_issue_counters(
 /// Counter changes for one issue in this batch.
 struct IssueDelta {
     project_id: i64,
-    organization_id: i64,
     count: i64,
     first_seen: i64,
     last_seen: i64,
@@ -547,7 +508,6 @@ impl IssueDelta {
     fn new(e: &PreparedEvent) -> Self {
         IssueDelta {
             project_id: e.project_id,
-            organization_id: 0,
             count: 0,
             first_seen: e.timestamp_ms,
             last_seen: e.timestamp_ms,
@@ -588,13 +548,6 @@ impl IssueDelta {
     }
 }
 
-struct IssueState {
-    status: String,
-    details: StatusDetails,
-    resolved_at: Option<i64>,
-    times_seen: i64,
-}
-
 async fn load_states(
     txn: &DatabaseTransaction,
     backend: DbBackend,
@@ -612,9 +565,7 @@ async fn load_states(
                 row.try_get::<i64>("", "id")?,
                 IssueState {
                     status: row.try_get("", "status")?,
-                    details: details
-                        .and_then(|d| serde_json::from_str(&d).ok())
-                        .unwrap_or_default(),
+                    details: StatusDetails::read(details.as_deref()),
                     resolved_at: row.try_get("", "resolved_at")?,
                     times_seen: row.try_get("", "times_seen")?,
                 },
@@ -665,7 +616,8 @@ async fn create_issue(
     row.try_get("", "id")
 }
 
-/// `date_created` of the releases the events name, keyed by (organization, version).
+/// `date_created` of the releases the events name (their organization's), keyed by
+/// (project, version).
 async fn release_dates(
     txn: &DatabaseTransaction,
     backend: DbBackend,
@@ -681,7 +633,7 @@ async fn release_dates(
     for (project_id, versions) in pairs {
         let versions: Vec<&str> = versions.into_iter().collect();
         let sql = format!(
-            "SELECT r.organization_id, r.version, r.date_created FROM releases r \
+            "SELECT r.version, r.date_created FROM releases r \
              JOIN projects p ON p.organization_id = r.organization_id \
              WHERE p.id = ? AND r.version IN ({})",
             placeholders(versions.len())
@@ -690,10 +642,7 @@ async fn release_dates(
         values.extend(versions.iter().map(|v| Value::from(v.to_string())));
         for row in txn.query_all_raw(stmt(backend, &sql, values)).await? {
             out.insert(
-                (
-                    row.try_get("", "organization_id")?,
-                    row.try_get("", "version")?,
-                ),
+                (project_id, row.try_get("", "version")?),
                 row.try_get("", "date_created")?,
             );
         }

@@ -520,3 +520,77 @@ async fn an_issue_shows_its_newest_event() {
         );
     }
 }
+
+/// "Resolved in next release" reopens only for a release made after the resolution: an
+/// event of an older release (one the organization already had) leaves it resolved.
+#[tokio::test]
+async fn events_of_an_older_release_do_not_reopen_an_issue_resolved_in_next_release() {
+    for (engine, db) in testing::both().await.expect("test databases") {
+        let pid = project(&db).await;
+        let old = prepared(pid, error_event("KeyError", "x", "load", Some("1.0"), None));
+        store::store_batch(&db, std::slice::from_ref(&old))
+            .await
+            .expect("store");
+        let newer = prepared(pid, error_event("KeyError", "x", "load", Some("1.1"), None));
+        store::store_batch(&db, std::slice::from_ref(&newer))
+            .await
+            .expect("store");
+        let issue_id = scalar(
+            &db,
+            &format!(
+                "SELECT issue_id FROM events WHERE event_id = '{}'",
+                old.event_id
+            ),
+        )
+        .await;
+        let details = StatusDetails {
+            resolved_release: Some("1.1".into()),
+            ..Default::default()
+        };
+        set_status(
+            &db,
+            issue_id,
+            "resolved_in_next_release",
+            &details,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await;
+        let out = store::store_batch(
+            &db,
+            &[prepared(
+                pid,
+                error_event("KeyError", "x", "load", Some("1.0"), None),
+            )],
+        )
+        .await
+        .expect("store");
+        assert!(
+            out.notifications.is_empty(),
+            "{engine}: an older release must not reopen it"
+        );
+        assert_eq!(
+            text(
+                &db,
+                &format!("SELECT status FROM issues WHERE id = {issue_id}")
+            )
+            .await,
+            "resolved_in_next_release",
+            "{engine}"
+        );
+        // A release never seen before is the next one.
+        let out = store::store_batch(
+            &db,
+            &[prepared(
+                pid,
+                error_event("KeyError", "x", "load", Some("1.2"), None),
+            )],
+        )
+        .await
+        .expect("store");
+        assert_eq!(
+            out.notifications.first().map(|n| n.kind),
+            Some(NotificationKind::Regression),
+            "{engine}"
+        );
+    }
+}

@@ -404,8 +404,8 @@ async fn event_page(
 async fn issue_events(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
     auth.require(Scope::EventRead)?;
     let id = req.match_info().get("id").unwrap_or_default().to_string();
-    let (row, _) = issues::issue_row(&auth, &id, req.match_info().get("org")).await?;
-    let issue_id: i64 = row.try_get("", "id")?;
+    let (issue, _) = issues::issue_row(&auth, &id, req.match_info().get("org")).await?;
+    let issue_id = issue.id;
     event_page(&auth, &req, "e.issue_id = ?", vec![issue_id.into()]).await
 }
 
@@ -418,8 +418,8 @@ async fn issue_event(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse>
         .get("event")
         .unwrap_or_default()
         .to_string();
-    let (row, _) = issues::issue_row(&auth, &id, req.match_info().get("org")).await?;
-    let issue_id: i64 = row.try_get("", "id")?;
+    let (issue, _) = issues::issue_row(&auth, &id, req.match_info().get("org")).await?;
+    let issue_id = issue.id;
     let (cond, order, values): (&str, &str, Vec<Value>) = match which.as_str() {
         "latest" | "recommended" => ("e.issue_id = ?", "DESC", vec![issue_id.into()]),
         "oldest" => ("e.issue_id = ?", "ASC", vec![issue_id.into()]),

@@ -27,7 +27,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
+use sea_orm::DbErr;
 
 pub use auth::{ApiAuth, Principal, SessionUser};
 
@@ -160,40 +160,9 @@ impl actix_web::Responder for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Runs one portable SQL statement (`?` placeholders) and returns its rows.
-pub async fn query_all(
-    db: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> Result<Vec<QueryResult>, DbErr> {
-    let backend = db.get_database_backend();
-    db.query_all_raw(faultline_worker::sql::stmt(backend, sql, values))
-        .await
-}
-
-/// Runs one portable SQL statement and returns its first row, if any.
-pub async fn query_one(
-    db: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> Result<Option<QueryResult>, DbErr> {
-    let backend = db.get_database_backend();
-    db.query_one_raw(faultline_worker::sql::stmt(backend, sql, values))
-        .await
-}
-
-/// Runs one portable SQL statement for its effect; returns the rows affected.
-pub async fn execute(
-    db: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> Result<u64, DbErr> {
-    let backend = db.get_database_backend();
-    Ok(db
-        .execute_raw(faultline_worker::sql::stmt(backend, sql, values))
-        .await?
-        .rows_affected())
-}
+// One SQL text for both engines: the helpers live in `faultline_core::sql`, shared with
+// the issue domain, the pages and the worker.
+pub use faultline_core::sql::{begin_write, execute, query_all, query_one};
 
 /// Unix milliseconds as the RFC 3339 time Sentry's API writes (`2026-11-22T05:00:00.123Z`).
 pub fn iso(ms: i64) -> String {
@@ -206,23 +175,4 @@ pub fn iso(ms: i64) -> String {
 pub fn request_base(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
-}
-
-/// Begins a transaction that holds the write lock from its first statement on SQLite: a
-/// deferred transaction that reads first and writes later fails at once (SQLITE_BUSY)
-/// when another writer committed in between, instead of waiting its turn.
-pub async fn begin_write(
-    db: &sea_orm::DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::TransactionTrait;
-    let txn = db.begin().await?;
-    if faultline_core::db::is_sqlite(db) {
-        execute(
-            &txn,
-            "UPDATE organizations SET id = id WHERE id = -1",
-            vec![],
-        )
-        .await?;
-    }
-    Ok(txn)
 }

@@ -4,8 +4,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
+use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails, assign};
 use faultline_core::protocol::event::Event;
-use faultline_worker::store::StatusDetails;
 
 use super::access;
 use super::charts::{self, Chart};
@@ -13,59 +13,15 @@ use super::context::{Ctx, Nav, OrgRef};
 use super::error::WebError;
 use super::event_view::{self, EventView};
 use super::format;
-use super::issues::{self, StatusChange};
+use super::issues;
 use super::sql;
 
-/// An issue row with its project, once access was checked.
-pub struct IssueRow {
-    pub id: i64,
-    pub project_id: i64,
-    pub project_slug: String,
-    pub short_id: i64,
-    pub title: String,
-    pub culprit: String,
-    pub level: String,
-    pub status: String,
-    pub status_details: Option<String>,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub times_seen: i64,
-    pub users_seen: i64,
-    pub first_release: String,
-    pub last_release: String,
-}
-
-/// The issue `id` if it belongs to a project of `org`.
-pub async fn load_issue(ctx: &Ctx, org: &OrgRef, id: &str) -> Result<IssueRow, WebError> {
+/// The issue `id` if it belongs to a project of `org` (else, like a missing one, 404).
+pub async fn load_issue(ctx: &Ctx, org: &OrgRef, id: &str) -> Result<Issue, WebError> {
     let id: i64 = id.parse().map_err(|_| WebError::NotFound)?;
-    let row = sql::one(
-        &ctx.app.db,
-        "SELECT i.id, i.project_id, p.slug, i.short_id, i.title, i.culprit, i.level, i.status, \
-         i.status_details, i.first_seen, i.last_seen, i.times_seen, i.users_seen, \
-         i.first_release, i.last_release \
-         FROM issues i JOIN projects p ON p.id = i.project_id \
-         WHERE i.id = ? AND p.organization_id = ?",
-        vec![id.into(), org.id.into()],
-    )
-    .await?
-    .ok_or(WebError::NotFound)?;
-    Ok(IssueRow {
-        id: sql::get(&row, "id")?,
-        project_id: sql::get(&row, "project_id")?,
-        project_slug: sql::get(&row, "slug")?,
-        short_id: sql::get(&row, "short_id")?,
-        title: sql::get(&row, "title")?,
-        culprit: sql::get::<Option<String>>(&row, "culprit")?.unwrap_or_default(),
-        level: sql::get(&row, "level")?,
-        status: sql::get(&row, "status")?,
-        status_details: sql::get(&row, "status_details")?,
-        first_seen: sql::get(&row, "first_seen")?,
-        last_seen: sql::get(&row, "last_seen")?,
-        times_seen: sql::get(&row, "times_seen")?,
-        users_seen: sql::get(&row, "users_seen")?,
-        first_release: sql::get::<Option<String>>(&row, "first_release")?.unwrap_or_default(),
-        last_release: sql::get::<Option<String>>(&row, "last_release")?.unwrap_or_default(),
-    })
+    domain::get_in(&ctx.app.db, org.id, id)
+        .await?
+        .ok_or(WebError::NotFound)
 }
 
 /// A stored event's row.
@@ -162,12 +118,13 @@ struct IssuePage {
     trace_url: String,
     status_url: String,
     notice: String,
+    assign_url: String,
+    /// The organization's members; the assignee is selected.
+    members: Vec<issues::Choice>,
 }
 
 fn status_text(status: &str, details: Option<&str>, now: i64) -> String {
-    let d: StatusDetails = details
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or_default();
+    let d = StatusDetails::read(details);
     match status {
         "resolved" => "Resolved".into(),
         "resolved_in_next_release" => match d.resolved_release {
@@ -372,6 +329,15 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "unresolve" => "Reopened.",
         _ => "",
     };
+    let members = assign::members(db, org.id)
+        .await?
+        .into_iter()
+        .map(|m| issues::Choice {
+            selected: issue.assignee_id == Some(m.user_id),
+            value: m.user_id.to_string(),
+            label: m.email,
+        })
+        .collect();
     let trace_id = view.trace_id.clone();
     ctx.page(&IssuePage {
         nav: ctx.nav(&org.slug, "issues"),
@@ -384,7 +350,7 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         ),
         project_slug: issue.project_slug.clone(),
         title: issue.title.clone(),
-        culprit: issue.culprit.clone(),
+        culprit: issue.culprit.clone().unwrap_or_default(),
         level: issue.level.clone(),
         status: issue.status.clone(),
         status_text: status_text(&issue.status, issue.status_details.as_deref(), now),
@@ -392,10 +358,10 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         first_seen_at: format::datetime(issue.first_seen),
         last_seen: format::ago(issue.last_seen, now),
         last_seen_at: format::datetime(issue.last_seen),
-        first_release_url: release_url(&issue.first_release),
-        first_release: issue.first_release.clone(),
-        last_release_url: release_url(&issue.last_release),
-        last_release: issue.last_release.clone(),
+        first_release_url: release_url(issue.first_release.as_deref().unwrap_or_default()),
+        first_release: issue.first_release.clone().unwrap_or_default(),
+        last_release_url: release_url(issue.last_release.as_deref().unwrap_or_default()),
+        last_release: issue.last_release.clone().unwrap_or_default(),
         events: format::count(issue.times_seen),
         users: format::count(issue.users_seen),
         chart,
@@ -442,6 +408,8 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         },
         status_url: format!("{base}/status"),
         notice: notice.into(),
+        assign_url: format!("{base}/assign"),
+        members,
     })
 }
 
@@ -473,23 +441,8 @@ pub async fn set_status(
     let now = now_ms();
     let action = form.get("action");
     let change = match action {
-        "resolve" => StatusChange {
-            status: "resolved",
-            details: None,
-            resolved_at: Some(now),
-        },
-        "resolve_next" => StatusChange {
-            status: "resolved_in_next_release",
-            details: Some(
-                serde_json::to_string(&StatusDetails {
-                    resolved_release: (!issue.last_release.is_empty())
-                        .then(|| issue.last_release.clone()),
-                    ..Default::default()
-                })
-                .unwrap_or_default(),
-            ),
-            resolved_at: Some(now),
-        },
+        "resolve" => StatusChange::Resolved,
+        "resolve_next" => StatusChange::ResolvedInNextRelease,
         "ignore" => {
             let until = match form.get("until") {
                 "" | "forever" => None,
@@ -505,33 +458,48 @@ pub async fn set_status(
                     WebError::BadRequest(format!("{c:?} is not a positive number of events."))
                 })?),
             };
-            let details = StatusDetails {
-                ignore_until: until,
-                ignore_count: count,
-                ignore_count_base: count.map(|_| issue.times_seen),
-                resolved_release: None,
-            };
-            StatusChange {
-                status: "ignored",
-                details: (until.is_some() || count.is_some())
-                    .then(|| serde_json::to_string(&details).unwrap_or_default()),
-                resolved_at: None,
-            }
+            StatusChange::Ignored { until, count }
         }
-        "unresolve" => StatusChange {
-            status: "unresolved",
-            details: None,
-            resolved_at: None,
-        },
+        "unresolve" => StatusChange::Unresolved,
         other => {
             return Err(WebError::BadRequest(format!(
                 "Unknown action {other:?}: use resolve, resolve_next, ignore or unresolve."
             )));
         }
     };
-    issues::apply_status(&ctx, &org, &[issue.id], &change).await?;
+    domain::set_status(&ctx.app.db, org.id, &[issue.id], &change, now).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/issues/{}?done={action}",
+        org.slug, issue.id
+    )))
+}
+
+/// `POST .../assign`: assign to a member of the organization (`assignee` = user id), or
+/// to nobody (empty).
+pub async fn set_assignee(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, issue_id) = path.into_inner();
+    let org = access::org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let issue = load_issue(&ctx, &org, &issue_id).await?;
+    let who = match form.get("assignee") {
+        "" => assign::Assignee::Nobody,
+        id => assign::Assignee::UserId(id.parse().map_err(|_| {
+            WebError::BadRequest(format!("{id:?} is not a member; pick one from the list."))
+        })?),
+    };
+    let member = assign::find_member(&ctx.app.db, org.id, &who)
+        .await
+        .map_err(|e| match e {
+            domain::Error::Invalid(m) => WebError::BadRequest(m),
+            domain::Error::Db(e) => e.into(),
+        })?;
+    assign::assign(&ctx.app.db, org.id, &[issue.id], member.as_ref()).await?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/issues/{}?done=assign",
         org.slug, issue.id
     )))
 }

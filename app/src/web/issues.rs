@@ -1,57 +1,22 @@
 //! The issues list, per project and across an organization: search, sort, keyset
-//! pagination, sparklines and bulk status changes.
+//! pagination, sparklines and bulk status changes. The query and the status changes are
+//! the issue domain's (`faultline_core::issues`), shared with the Web API; this file reads
+//! the page's parameters and form, and renders.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
-use sea_orm::Value;
+use faultline_core::issues::search::{self, Search, StatusFilter};
+use faultline_core::issues::{self, Filter, Sort, StatusChange, Window};
 
 use super::access::{self, ProjectRow};
 use super::charts::{self, Chart};
 use super::context::{Ctx, Nav, OrgRef, safe_next};
 use super::error::WebError;
 use super::format;
-use super::search::{self, Search, StatusFilter};
-use super::sql;
 
 /// Issues per page.
 pub const PAGE_SIZE: usize = 25;
-
-/// Sort orders of the list; each has an index `(project_id, column, id)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sort {
-    LastSeen,
-    FirstSeen,
-    Events,
-    Users,
-}
-
-impl Sort {
-    pub fn parse(s: &str) -> Sort {
-        match s {
-            "new" | "first_seen" => Sort::FirstSeen,
-            "freq" | "events" => Sort::Events,
-            "user" | "users" => Sort::Users,
-            _ => Sort::LastSeen,
-        }
-    }
-    pub fn key(self) -> &'static str {
-        match self {
-            Sort::LastSeen => "date",
-            Sort::FirstSeen => "new",
-            Sort::Events => "freq",
-            Sort::Users => "user",
-        }
-    }
-    fn column(self) -> &'static str {
-        match self {
-            Sort::LastSeen => "last_seen",
-            Sort::FirstSeen => "first_seen",
-            Sort::Events => "times_seen",
-            Sort::Users => "users_seen",
-        }
-    }
-}
 
 /// Where the next page starts: the sort value and id of the last issue shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,99 +38,9 @@ impl Cursor {
     }
 }
 
-/// An issue as the list reads it.
-#[derive(Debug, Clone)]
-pub struct IssueSummary {
-    pub id: i64,
-    pub project_id: i64,
-    pub project_slug: String,
-    pub short_id: i64,
-    pub title: String,
-    pub culprit: String,
-    pub level: String,
-    pub status: String,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub times_seen: i64,
-    pub users_seen: i64,
-}
-
 /// `WEB-1A`: one spelling of short ids for the pages and the Web API (what sentry-cli
 /// shows), so an issue is called the same everywhere.
-pub use crate::api::issues::short_id;
-
-/// Builds and runs the list query: every filter is an indexed lookup (status and sort
-/// columns on `issues`, tag terms through `issue_tag_values (key, value, issue_id)`, trace
-/// ids through `events (trace_id)`); free text is matched only within the projects' issues.
-pub async fn find(
-    db: &sea_orm::DatabaseConnection,
-    project_ids: &[i64],
-    search: &Search,
-    sort: Sort,
-    cursor: Option<Cursor>,
-    limit: usize,
-) -> Result<(Vec<IssueSummary>, Option<Cursor>), WebError> {
-    if project_ids.is_empty() {
-        return Ok((Vec::new(), None));
-    }
-    let mut sql_text = String::from(
-        "SELECT i.id, i.project_id, p.slug, i.short_id, i.title, i.culprit, i.level, i.status, \
-         i.first_seen, i.last_seen, i.times_seen, i.users_seen \
-         FROM issues i JOIN projects p ON p.id = i.project_id WHERE ",
-    );
-    let mut values: Vec<Value> = Vec::new();
-    let (ph, ids) = sql::id_list(project_ids);
-    sql_text.push_str(&format!("i.project_id IN ({ph})"));
-    values.extend(ids);
-    let (condition, condition_values) = search.condition(StatusFilter::Unresolved);
-    if !condition.is_empty() {
-        sql_text.push_str(" AND ");
-        sql_text.push_str(&condition);
-        values.extend(condition_values);
-    }
-    let col = sort.column();
-    if let Some(c) = cursor {
-        sql_text.push_str(&format!(" AND (i.{col} < ? OR (i.{col} = ? AND i.id < ?))"));
-        values.push(c.value.into());
-        values.push(c.value.into());
-        values.push(c.id.into());
-    }
-    sql_text.push_str(&format!(" ORDER BY i.{col} DESC, i.id DESC LIMIT ?"));
-    values.push(((limit + 1) as i64).into());
-    let rows = sql::all(db, &sql_text, values).await?;
-    let mut issues = Vec::with_capacity(rows.len());
-    for row in &rows {
-        issues.push(IssueSummary {
-            id: sql::get(row, "id")?,
-            project_id: sql::get(row, "project_id")?,
-            project_slug: sql::get(row, "slug")?,
-            short_id: sql::get(row, "short_id")?,
-            title: sql::get(row, "title")?,
-            culprit: sql::get::<Option<String>>(row, "culprit")?.unwrap_or_default(),
-            level: sql::get(row, "level")?,
-            status: sql::get(row, "status")?,
-            first_seen: sql::get(row, "first_seen")?,
-            last_seen: sql::get(row, "last_seen")?,
-            times_seen: sql::get(row, "times_seen")?,
-            users_seen: sql::get(row, "users_seen")?,
-        });
-    }
-    let next = if issues.len() > limit {
-        issues.truncate(limit);
-        issues.last().map(|i| Cursor {
-            value: match sort {
-                Sort::LastSeen => i.last_seen,
-                Sort::FirstSeen => i.first_seen,
-                Sort::Events => i.times_seen,
-                Sort::Users => i.users_seen,
-            },
-            id: i.id,
-        })
-    } else {
-        None
-    };
-    Ok((issues, next))
-}
+pub use faultline_core::issues::short_id;
 
 /// One row of the list, formatted.
 pub struct IssueLine {
@@ -215,6 +90,8 @@ struct IssuesPage {
     project_releases: String,
     spark_label: String,
     notice: String,
+    /// This list filtered to the viewer's unresolved issues.
+    mine_url: String,
 }
 
 fn list_url(base: &str, params: &[(&str, &str)]) -> String {
@@ -282,7 +159,29 @@ async fn render_list(
         Err(e) => (Search::default(), e.to_string()),
     };
     let (found, next) = if error.is_empty() {
-        find(&ctx.app.db, &selected, &search, sort, cursor, PAGE_SIZE).await?
+        let filter = Filter {
+            projects: selected,
+            search,
+            default_status: Some(StatusFilter::Unresolved),
+            ids: vec![],
+            viewer: ctx.user.as_ref().map(|u| u.id),
+        };
+        let window = cursor.map(|c| Window::After {
+            value: c.value,
+            id: c.id,
+        });
+        let mut found =
+            issues::list::list(&ctx.app.db, &filter, sort, window, PAGE_SIZE as u64 + 1).await?;
+        let next = if found.len() > PAGE_SIZE {
+            found.truncate(PAGE_SIZE);
+            found.last().map(|i| Cursor {
+                value: sort.value(i),
+                id: i.id,
+            })
+        } else {
+            None
+        };
+        (found, next)
     } else {
         (Vec::new(), None)
     };
@@ -303,7 +202,7 @@ async fn render_list(
             short_id: short_id(&i.project_slug, i.short_id),
             project_slug: i.project_slug.clone(),
             title: format::truncate(&i.title, 300),
-            culprit: format::truncate(&i.culprit, 300),
+            culprit: format::truncate(i.culprit.as_deref().unwrap_or_default(), 300),
             level: i.level.clone(),
             status: i.status.clone(),
             last_seen: format::ago(i.last_seen, now),
@@ -411,14 +310,8 @@ async fn render_list(
             "24 hours".into()
         },
         notice: notice.into(),
+        mine_url: list_url(&base, &[("query", "is:unresolved assigned:me")]),
     })
-}
-
-/// The status change of a status action, as stored (see `worker::store::status`).
-pub struct StatusChange {
-    pub status: &'static str,
-    pub details: Option<String>,
-    pub resolved_at: Option<i64>,
 }
 
 /// `POST /organizations/{org}/issues/bulk`: resolve, ignore or reopen the checked issues.
@@ -430,21 +323,12 @@ pub async fn bulk(
     let org = access::org(&ctx, &path)?;
     let form = ctx.form(&body)?;
     let change = match form.get("action") {
-        "resolve" => StatusChange {
-            status: "resolved",
-            details: None,
-            resolved_at: Some(now_ms()),
+        "resolve" => StatusChange::Resolved,
+        "ignore" => StatusChange::Ignored {
+            until: None,
+            count: None,
         },
-        "ignore" => StatusChange {
-            status: "ignored",
-            details: None,
-            resolved_at: None,
-        },
-        "unresolve" => StatusChange {
-            status: "unresolved",
-            details: None,
-            resolved_at: None,
-        },
+        "unresolve" => StatusChange::Unresolved,
         other => {
             return Err(WebError::BadRequest(format!(
                 "Unknown action {other:?}: use resolve, ignore or unresolve."
@@ -462,7 +346,7 @@ pub async fn bulk(
             "Select at least one issue (the boxes in the first column).".into(),
         ));
     }
-    apply_status(&ctx, &org, &ids, &change).await?;
+    issues::set_status(&ctx.app.db, org.id, &ids, &change, now_ms()).await?;
     let back = strip_param(safe_next(form.get("back")).unwrap_or("/"), "done");
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(ctx.redirect(&format!("{back}{sep}done={}", form.get("action"))))
@@ -483,32 +367,6 @@ fn strip_param(url: &str, name: &str) -> String {
             }
         }
     }
-}
-
-/// Changes the status of issues, only those of the organization's projects.
-pub async fn apply_status(
-    ctx: &Ctx,
-    org: &OrgRef,
-    ids: &[i64],
-    change: &StatusChange,
-) -> Result<u64, WebError> {
-    let (ph, id_values) = sql::id_list(ids);
-    let mut values: Vec<Value> = vec![
-        change.status.into(),
-        change.details.clone().into(),
-        change.resolved_at.into(),
-    ];
-    values.extend(id_values);
-    values.push(org.id.into());
-    sql::exec(
-        &ctx.app.db,
-        &format!(
-            "UPDATE issues SET status = ?, status_details = ?, resolved_at = ? \
-             WHERE id IN ({ph}) AND project_id IN (SELECT id FROM projects WHERE organization_id = ?)"
-        ),
-        values,
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ pub mod orgs;
 pub mod passwords;
 pub mod projects;
 pub mod releases;
-pub mod search;
 pub mod session;
 pub mod sql;
 pub mod statics;
@@ -111,6 +110,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/organizations/{org}/issues/{issue_id}/status",
             web::post().to(issue_page::set_status),
+        )
+        .route(
+            "/organizations/{org}/issues/{issue_id}/assign",
+            web::post().to(issue_page::set_assignee),
         )
         .route(
             "/organizations/{org}/issues/{issue_id}/events/{event_id}/json",

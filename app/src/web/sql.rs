@@ -5,9 +5,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 use super::error::WebError;
 
 // One SQL text for both engines: `?` placeholders, numbered `$n` for PostgreSQL by the
-// worker's helper (the texts here never contain a literal `?`).
-pub use faultline_worker::sql::placeholders;
-use faultline_worker::sql::stmt;
+// shared helper (the texts here never contain a literal `?`).
+pub use faultline_core::sql::placeholders;
+use faultline_core::sql::stmt;
 
 /// All rows of a query with `?` placeholders.
 pub async fn all(

@@ -13,6 +13,8 @@
 //! | `user:42`, `user:alice@x.io`, `user.email:alice@x.io` | a user affected (id, email, username or ip) |
 //! | `has:key` | some event of the issue carried the tag `key` |
 //! | `trace:<32 hex>` | an event of the issue belongs to that OpenTelemetry trace |
+//! | `assigned:me`, `assigned:none`, `assigned:<email>`, `assigned:user:<id>` | who the issue is assigned to |
+//! | `is:assigned` / `is:unassigned` | assigned to anyone / to nobody |
 //! | `!key:value` | the negation of a tag term |
 //! | anything else | free text, every word must occur in the title or culprit |
 //!
@@ -20,7 +22,7 @@
 
 use sea_orm::Value;
 
-use super::sql::placeholders;
+use crate::sql::placeholders;
 
 /// Issue status filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,18 @@ pub struct TagFilter {
     pub negated: bool,
 }
 
+/// Who an `assigned:` / `is:assigned` term asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigned {
+    /// The user searching.
+    Me,
+    Nobody,
+    Anyone,
+    UserId(i64),
+    /// A user's email (lower-cased).
+    Email(String),
+}
+
 /// A parsed search.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Search {
@@ -62,6 +76,7 @@ pub struct Search {
     /// `firstRelease:` versions, any of them.
     pub first_release: Vec<String>,
     pub trace: Option<String>,
+    pub assigned: Option<Assigned>,
     /// Lower-cased words that must all occur in the title or culprit.
     pub text: Vec<String>,
 }
@@ -183,9 +198,33 @@ pub fn parse(q: &str) -> Result<Search, SearchError> {
             }
         };
         match key {
+            "is" if value == "assigned" || value == "unassigned" => {
+                positive_only("is")?;
+                s.assigned = Some(if value == "assigned" {
+                    Assigned::Anyone
+                } else {
+                    Assigned::Nobody
+                });
+            }
             "is" => {
                 positive_only("is")?;
                 s.status = Some(status_filter(value)?);
+            }
+            "assigned" | "assigned_to" => {
+                positive_only("assigned")?;
+                let v = value.trim_start_matches('#').to_lowercase();
+                let id = v.strip_prefix("user:").unwrap_or(&v).parse::<i64>().ok();
+                s.assigned = Some(match (v.as_str(), id) {
+                    ("me", _) => Assigned::Me,
+                    ("none", _) | ("nobody", _) => Assigned::Nobody,
+                    (_, Some(id)) => Assigned::UserId(id),
+                    _ if v.contains('@') => Assigned::Email(v),
+                    _ => {
+                        return Err(SearchError(format!(
+                            "\"assigned:{value}\" is unknown; use assigned:me, assigned:none or assigned:<email>."
+                        )));
+                    }
+                });
             }
             "level" => {
                 positive_only("level")?;
@@ -250,7 +289,13 @@ impl Search {
     /// Every part is an indexed lookup: status on `issues`, tag terms through
     /// `issue_tag_values (key, value, issue_id)`, trace ids through `events (trace_id)`;
     /// free text is matched only within the rows the rest selects.
-    pub fn condition(&self, default_status: StatusFilter) -> (String, Vec<Value>) {
+    /// `viewer` is the user searching (`assigned:me`); with none, `assigned:me` matches
+    /// nothing.
+    pub fn condition(
+        &self,
+        default_status: StatusFilter,
+        viewer: Option<i64>,
+    ) -> (String, Vec<Value>) {
         let mut parts: Vec<String> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
         let statuses = self.status.unwrap_or(default_status).statuses();
@@ -285,6 +330,23 @@ impl Search {
         if let Some(trace) = &self.trace {
             parts.push("i.id IN (SELECT issue_id FROM events WHERE trace_id = ?)".into());
             values.push(trace.clone().into());
+        }
+        match &self.assigned {
+            None => {}
+            Some(Assigned::Anyone) => parts.push("i.assignee_id IS NOT NULL".into()),
+            Some(Assigned::Nobody) => parts.push("i.assignee_id IS NULL".into()),
+            Some(Assigned::Me) => {
+                parts.push("i.assignee_id = ?".into());
+                values.push(viewer.unwrap_or(-1).into());
+            }
+            Some(Assigned::UserId(id)) => {
+                parts.push("i.assignee_id = ?".into());
+                values.push((*id).into());
+            }
+            Some(Assigned::Email(email)) => {
+                parts.push("i.assignee_id IN (SELECT id FROM users WHERE LOWER(email) = ?)".into());
+                values.push(email.clone().into());
+            }
         }
         for word in &self.text {
             let pattern = format!("%{}%", escape_like(word));
@@ -342,6 +404,36 @@ mod tests {
             values: vec![value.into()],
             negated: false,
         }
+    }
+
+    #[test]
+    fn assignment_terms() {
+        assert_eq!(parse("assigned:me").unwrap().assigned, Some(Assigned::Me));
+        assert_eq!(
+            parse("assigned:none").unwrap().assigned,
+            Some(Assigned::Nobody)
+        );
+        assert_eq!(
+            parse("assigned:Kim@Example.com").unwrap().assigned,
+            Some(Assigned::Email("kim@example.com".into()))
+        );
+        assert_eq!(
+            parse("assigned:user:7").unwrap().assigned,
+            Some(Assigned::UserId(7))
+        );
+        let s = parse("is:assigned").unwrap();
+        assert_eq!((s.assigned, s.status), (Some(Assigned::Anyone), None));
+        assert_eq!(
+            parse("is:unassigned").unwrap().assigned,
+            Some(Assigned::Nobody)
+        );
+        assert!(parse("assigned:#team").is_err());
+        assert!(parse("!assigned:me").is_err());
+        let (sql, values) = parse("assigned:me")
+            .unwrap()
+            .condition(StatusFilter::All, Some(5));
+        assert_eq!(sql, "i.assignee_id = ?");
+        assert_eq!(values, vec![sea_orm::Value::from(5i64)]);
     }
 
     #[test]
@@ -491,7 +583,7 @@ mod tests {
     #[test]
     fn condition_is_one_indexed_where_clause() {
         let s = parse("level:error !environment:staging has:user 50%_off").unwrap();
-        let (sql, values) = s.condition(StatusFilter::Unresolved);
+        let (sql, values) = s.condition(StatusFilter::Unresolved, None);
         assert_eq!(
             sql,
             "i.status IN (?) AND i.level IN (?) AND i.id NOT IN (SELECT issue_id FROM \
@@ -502,18 +594,18 @@ mod tests {
         assert_eq!(values.len(), 7);
         assert_eq!(values[5], Value::from("%50\\%\\_off%"));
         // The default status applies only without `is:`; `is:all` filters nothing.
-        assert_eq!(Search::default().condition(StatusFilter::All).0, "");
+        assert_eq!(Search::default().condition(StatusFilter::All, None).0, "");
         assert_eq!(
             parse("is:all")
                 .unwrap()
-                .condition(StatusFilter::Unresolved)
+                .condition(StatusFilter::Unresolved, None)
                 .0,
             ""
         );
         assert_eq!(
             parse("is:resolved")
                 .unwrap()
-                .condition(StatusFilter::All)
+                .condition(StatusFilter::All, None)
                 .1
                 .len(),
             2
