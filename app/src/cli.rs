@@ -371,7 +371,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow!("cannot hash the password: {e}"))
 }
 
-fn valid_slug(slug: &str) -> anyhow::Result<()> {
+pub fn valid_slug(slug: &str) -> anyhow::Result<()> {
     let ok = !slug.is_empty()
         && slug.len() <= 50
         && slug

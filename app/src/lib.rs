@@ -6,6 +6,7 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod client_ip;
+pub mod first_run;
 pub mod health;
 pub mod ingest;
 pub mod metrics;

@@ -64,6 +64,9 @@ impl Application {
                     e
                 )
             })?;
+            // Only processes that serve `/setup` print its link; a worker or an admin
+            // command never does.
+            crate::first_run::announce(&config, &db).await?;
             Some(l)
         } else {
             None

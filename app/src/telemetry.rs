@@ -277,6 +277,9 @@ pub mod http {
         forward_ready!(service);
 
         fn call(&self, req: ServiceRequest) -> Self::Future {
+            // The route template (`/invite/{token}`), never the path or the query: paths
+            // carry invitation and unsubscribe tokens, queries the setup token, and spans
+            // go to a collector that more people can read than the database.
             let route = req
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_string());
@@ -288,7 +291,6 @@ pub mod http {
                 otel.kind = "server",
                 http.request.method = %method,
                 http.route = %route,
-                url.path = req.path(),
                 http.response.status_code = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
                 trace_id = tracing::field::Empty,

@@ -279,12 +279,17 @@ async fn first_run_setup_creates_the_admin_once() {
     let app = spawn_app(&[]).await;
     let mut b = Browser::new(&app);
     assert_eq!(b.get("/").await.location(), "/setup");
+    // The operator's link, as the start printed it (app/tests/first_run.rs has the rest).
+    let link = std::fs::read_to_string(app.data_dir.join("setup-token")).expect("setup link");
+    let token = link.trim().rsplit('=').next().expect("token").to_string();
+    let form_page = format!("/setup?token={token}");
     // Mismatched passwords: the form again, nothing created.
     let page = b
         .submit(
-            "/setup",
+            &form_page,
             "/setup",
             &[
+                ("token", &token),
                 ("email", "root@example.com"),
                 ("password", PASSWORD),
                 ("password2", "other pass"),
@@ -297,9 +302,10 @@ async fn first_run_setup_creates_the_admin_once() {
     assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
     let page = b
         .submit(
-            "/setup",
+            &form_page,
             "/setup",
             &[
+                ("token", &token),
                 ("email", "root@example.com"),
                 ("password", PASSWORD),
                 ("password2", PASSWORD),
@@ -316,12 +322,13 @@ async fn first_run_setup_creates_the_admin_once() {
     // A second setup is refused, and the page sends people to the login.
     let mut other = Browser::new(&app);
     assert_eq!(other.get("/setup").await.location(), "/login");
-    let token = other.get("/login").await.csrf();
+    let csrf = other.get("/login").await.csrf();
     let page = other
         .post(
             "/setup",
             &[
-                ("csrf", &token),
+                ("csrf", &csrf),
+                ("token", &token),
                 ("email", "evil@example.com"),
                 ("password", PASSWORD),
                 ("password2", PASSWORD),

@@ -11,8 +11,8 @@ use url::Url;
 
 use crate::client_ip::TrustedProxies;
 
-/// Validated settings of a Faultline process.
-#[derive(Debug, Clone)]
+/// Validated settings of a Faultline process. Its `Debug` hides every secret.
+#[derive(Clone)]
 pub struct Config {
     /// Where the HTTP server listens (`FAULTLINE_BIND`).
     pub bind: SocketAddr,
@@ -110,7 +110,7 @@ impl std::fmt::Debug for S3Settings {
     // The secret stays out of logs and error messages.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Settings")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(redact_url))
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
@@ -121,7 +121,7 @@ impl std::fmt::Debug for S3Settings {
 }
 
 /// Where and how Faultline sends its own traces (the standard `OTEL_*` variables).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct OtelConfig {
     /// Full URL spans are posted to: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`.
@@ -131,6 +131,17 @@ pub struct OtelConfig {
     /// Share of new traces recorded (`OTEL_TRACES_SAMPLER_ARG`, 0..=1, default 1); a trace
     /// continued from an incoming `traceparent` follows the caller's decision.
     pub sample_ratio: f64,
+}
+
+impl std::fmt::Debug for OtelConfig {
+    // A collector URL may carry credentials (`https://user:key@collector`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelConfig")
+            .field("traces_endpoint", &redact_url(&self.traces_endpoint))
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
+    }
 }
 
 /// Ingest limits and backpressure bounds.
@@ -429,6 +440,18 @@ impl Config {
                 ),
             })?,
         };
+        let secret_key = src.get("FAULTLINE_SECRET_KEY").unwrap_or_default();
+        // Sessions, unsubscribe links and the setup token are HMACs of this key; a short
+        // one can be guessed. (Empty means "generate one into the data directory".)
+        if !secret_key.is_empty() && secret_key.len() < MIN_SECRET_KEY {
+            return Err(ConfigError::Invalid {
+                name: "FAULTLINE_SECRET_KEY",
+                reason: format!(
+                    "it has {} bytes, at least {MIN_SECRET_KEY} are needed (use `openssl rand -hex 32`)",
+                    secret_key.len()
+                ),
+            });
+        }
 
         Ok(Config {
             bind,
@@ -436,7 +459,7 @@ impl Config {
             data_dir,
             database_url,
             redis_url,
-            secret_key: src.get("FAULTLINE_SECRET_KEY").unwrap_or_default(),
+            secret_key,
             jaeger_url: src
                 .get("JAEGER_URL")
                 .unwrap_or_else(|| "http://localhost:16686".into())
@@ -468,15 +491,8 @@ impl Config {
         std::fs::write(&probe, b"ok").map_err(dir_err)?;
         let _ = std::fs::remove_file(&probe);
         if self.secret_key.is_empty() {
-            let path = self.data_dir.join("secret.key");
-            match std::fs::read_to_string(&path) {
-                Ok(k) if k.trim().len() >= 32 => self.secret_key = k.trim().to_string(),
-                _ => {
-                    let key = hex::encode(rand::random::<[u8; 32]>());
-                    std::fs::write(&path, &key).map_err(dir_err)?;
-                    self.secret_key = key;
-                }
-            }
+            self.secret_key =
+                load_or_create_key(&self.data_dir.join("secret.key")).map_err(dir_err)?;
         }
         Ok(())
     }
@@ -497,6 +513,146 @@ impl Config {
         let _ = url.set_username(public_key);
         let base = url.as_str().trim_end_matches('/').to_string();
         format!("{base}/{project_id}")
+    }
+}
+
+/// Shortest `FAULTLINE_SECRET_KEY` accepted, in bytes.
+pub const MIN_SECRET_KEY: usize = 32;
+
+/// Reads the data directory's secret key, or creates it. Processes starting together on
+/// one data directory agree on one key: each writes a complete candidate to a private
+/// temporary file (mode 0600) and hard-links it to `secret.key`, which fails for all but
+/// the first; the others read the winner's key. Nobody ever sees a half-written key.
+fn load_or_create_key(path: &Path) -> std::io::Result<String> {
+    if let Some(key) = read_key(path)? {
+        return Ok(key);
+    }
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
+    write_private(&tmp, key.as_bytes())?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match read_key(path)? {
+            Some(winner) => Ok(winner),
+            // A damaged key (an empty file left by a crash of an older version): replace
+            // it in one step, and use whatever is there afterwards.
+            None => {
+                let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+                write_private(&tmp, key.as_bytes())?;
+                std::fs::rename(&tmp, path)?;
+                read_key(path)?.ok_or_else(|| {
+                    std::io::Error::other(format!("{} holds no usable key", path.display()))
+                })
+            }
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The key in `path`, if it holds one; tightens a key file others could read to 0600.
+fn read_key(path: &Path) -> std::io::Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let key = text.trim();
+    if key.len() < MIN_SECRET_KEY {
+        return Ok(None);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Creates `path` (which must not exist) readable by its owner only, with `contents`.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// `url` with its password (and a `password=` query parameter) replaced by `***`, for
+/// `Debug` and messages.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = Url::parse(url) else {
+        // Config only holds URLs it parsed; anything else is not shown at all.
+        return "<unparsable URL>".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+impl std::fmt::Debug for Config {
+    // Settings are logged and shown in errors; keys, tokens and passwords in URLs are not.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<redacted>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("public_url", &redact_url(self.public_url.as_str()))
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("secret_key", &hidden(!self.secret_key.is_empty()))
+            .field("jaeger_url", &redact_url(&self.jaeger_url))
+            .field("limits", &self.limits)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("email_from", &self.email_from)
+            .field("alerts", &self.alerts)
+            .field("log_json", &self.log_json)
+            .field("otel", &self.otel)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| hidden(true)),
+            )
+            .field("metrics_bind", &self.metrics_bind)
+            .field("artifact_storage", &self.artifact_storage)
+            .field("artifact_gc", &self.artifact_gc)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish()
     }
 }
 
@@ -1081,5 +1237,159 @@ mod tests {
             );
             assert!(!err.contains('\n'));
         }
+    }
+
+    #[test]
+    fn a_short_secret_key_is_refused_in_one_line() {
+        let err = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_SECRET_KEY", "hunter2-too-short"),
+        ]))
+        .expect_err("17 bytes");
+        let msg = err.to_string();
+        assert!(msg.starts_with("FAULTLINE_SECRET_KEY"), "{msg}");
+        assert!(msg.contains("at least 32"), "{msg}");
+        assert!(!msg.contains("hunter2"), "the key is not echoed: {msg}");
+        assert!(!msg.contains('\n'));
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_SECRET_KEY", &"k".repeat(32)),
+        ]))
+        .expect("32 bytes are enough");
+        assert_eq!(c.secret_key.len(), 32);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let secrets = [
+            "sekrit-key-0123456789abcdef0123456789",
+            "pg-pass",
+            "pg-query-pass",
+            "redis-pass",
+            "smtp-pass",
+            "metrics-tok",
+            "otel-pass",
+            "s3-secret",
+            "s3-endpoint-pass",
+        ];
+        let c = Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_SECRET_KEY", secrets[0]),
+            (
+                "DATABASE_URL",
+                "postgres://faultline:pg-pass@db.internal/faultline?sslmode=require&password=pg-query-pass",
+            ),
+            ("REDIS_URL", "redis://:redis-pass@redis.internal:6379"),
+            (
+                "FAULTLINE_SMTP_URL",
+                "smtp://alerts%40example.com:smtp-pass@mail.example.com:587?tls=required",
+            ),
+            ("FAULTLINE_METRICS_TOKEN", "metrics-tok"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel:otel-pass@collector:4318"),
+            ("FAULTLINE_ARTIFACT_S3_ENDPOINT", "http://minio:s3-endpoint-pass@minio:9000"),
+            ("FAULTLINE_ARTIFACT_S3_BUCKET", "maps"),
+            ("FAULTLINE_ARTIFACT_S3_ACCESS_KEY_ID", "key-id"),
+            ("FAULTLINE_ARTIFACT_S3_SECRET_ACCESS_KEY", "s3-secret"),
+        ]))
+        .expect("valid");
+        let shown = format!("{c:?}");
+        for s in secrets {
+            assert!(!shown.contains(s), "{s} shows in {shown}");
+        }
+        // What helps debugging stays.
+        assert!(shown.contains("db.internal"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        assert!(shown.contains("redis.internal"), "{shown}");
+        assert!(shown.contains("mail.example.com"), "{shown}");
+        assert!(shown.contains("secret_key: \"<redacted>\""), "{shown}");
+    }
+
+    fn fresh_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "faultline-key-{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    fn config_in(dir: &Path) -> Config {
+        Config::from_map(env(&[
+            ("FAULTLINE_CONFIG", ""),
+            ("FAULTLINE_DATA_DIR", dir.to_str().unwrap_or_default()),
+        ]))
+        .expect("valid")
+    }
+
+    #[test]
+    fn processes_starting_together_agree_on_one_private_key() {
+        for _ in 0..20 {
+            let dir = fresh_dir();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let keys: Vec<String> = (0..8)
+                .map(|_| {
+                    let (dir, barrier) = (dir.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut c = config_in(&dir);
+                        barrier.wait();
+                        c.prepare_data_dir().expect("prepared");
+                        c.secret_key
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().expect("thread"))
+                .collect();
+            let on_disk = std::fs::read_to_string(dir.join("secret.key")).expect("key file");
+            assert_eq!(on_disk.len(), 64);
+            for k in &keys {
+                assert_eq!(k, &on_disk, "every process uses the key on disk");
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(dir.join("secret.key"))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .expect("list")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "secret.key")
+                .collect();
+            assert!(left.is_empty(), "temporary files left: {left:?}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn an_existing_key_is_kept_and_a_damaged_one_replaced() {
+        let dir = fresh_dir();
+        let path = dir.join("secret.key");
+        let key = "a".repeat(64);
+        std::fs::write(&path, format!("{key}\n")).expect("key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let mut c = config_in(&dir);
+        c.prepare_data_dir().expect("prepared");
+        assert_eq!(c.secret_key, key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "a readable key file is tightened");
+        }
+        std::fs::write(&path, "").expect("damage");
+        let mut c = config_in(&dir);
+        c.prepare_data_dir().expect("prepared");
+        assert_eq!(c.secret_key.len(), 64);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), c.secret_key);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

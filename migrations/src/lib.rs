@@ -8,6 +8,7 @@ mod m20261122_000001_initial;
 mod m20261122_000010_assemble_tasks;
 mod m20261122_000030_web;
 mod m20261122_000040_alerts;
+mod m20261205_000001_setup_claim;
 mod m20261205_000010_user_sessions;
 mod m20261205_000020_test_email_sends;
 mod m20261205_000030_chunk_owners;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000010_assemble_tasks::Migration),
             Box::new(m20261122_000030_web::Migration),
             Box::new(m20261122_000040_alerts::Migration),
+            Box::new(m20261205_000001_setup_claim::Migration),
             Box::new(m20261205_000010_user_sessions::Migration),
             Box::new(m20261205_000020_test_email_sends::Migration),
             Box::new(m20261205_000030_chunk_owners::Migration),

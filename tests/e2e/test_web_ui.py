@@ -30,12 +30,12 @@ def send_error(dsn, release):
     return out.stdout.strip().splitlines()[-1]
 
 
-def browser(*args):
+def browser(*args, setup_link=""):
     node = WORK / "node"
     out = subprocess.run(
         ["node", str(HERE / "web" / "flow.js"), *args],
         cwd=node, capture_output=True, text=True, timeout=180,
-        env=dict(os.environ, NODE_PATH=str(node / "node_modules")),
+        env=dict(os.environ, NODE_PATH=str(node / "node_modules"), SETUP_LINK=setup_link),
     )
     assert out.returncode == 0, out.stderr + out.stdout
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -53,7 +53,8 @@ def test_setup_login_triage_resolve_and_regression(fresh_server):
     srv = fresh_server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     base = srv.url
-    dsn = browser("setup", base, EMAIL, PASSWORD, str(ARTIFACTS))["dsn"]
+    link = (srv.data_dir / "setup-token").read_text().strip()
+    dsn = browser("setup", base, EMAIL, PASSWORD, str(ARTIFACTS), setup_link=link)["dsn"]
     assert dsn.endswith("/1")
 
     first = send_error(dsn, "shop@1.0.0")

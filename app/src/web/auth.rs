@@ -10,7 +10,7 @@ use super::WebState;
 use super::context::{Ctx, Nav, safe_next};
 use super::error::WebError;
 use super::{session, sql};
-use crate::cli;
+use crate::{cli, first_run};
 
 /// Shortest password accepted (the CLI's rule too).
 pub const MIN_PASSWORD: usize = 8;
@@ -23,10 +23,11 @@ async fn user_count(ctx: &Ctx) -> Result<i64, WebError> {
     }
 }
 
-/// `/`: setup when nobody exists yet, else the first organization's issues.
+/// `/`: setup when nobody exists yet (which says where the setup link is), else the
+/// first organization's issues.
 pub async fn home(ctx: Ctx) -> Result<HttpResponse, WebError> {
     if ctx.user.is_none() {
-        if user_count(&ctx).await? == 0 {
+        if first_run::state(&ctx.app.db).await? == first_run::State::Open {
             return Ok(ctx.redirect("/setup"));
         }
         return Ok(ctx.redirect("/login"));
@@ -41,18 +42,43 @@ pub async fn home(ctx: Ctx) -> Result<HttpResponse, WebError> {
 #[template(path = "setup.html")]
 struct SetupPage {
     nav: Nav,
+    /// The setup token, carried by the form (a hidden field) through validation errors.
+    token: String,
     error: String,
     email: String,
     org_name: String,
     org_slug: String,
 }
 
+/// Whether setup may go on for a request carrying `token`: open, and the right token.
+/// Closed setup sends GETs to the login page; a stranger is told where the link is.
+async fn setup_allowed(ctx: &Ctx, token: &str) -> Result<Option<HttpResponse>, WebError> {
+    match first_run::state(&ctx.app.db).await? {
+        first_run::State::Done => return Ok(Some(ctx.redirect("/login"))),
+        first_run::State::Orphaned => {
+            return Err(WebError::Forbidden(
+                "Faultline was set up, but no account is left. Create one with \
+                 `faultline user create --superuser --email ...`."
+                    .into(),
+            ));
+        }
+        first_run::State::Open => {}
+    }
+    if !first_run::token_matches(&ctx.app.config.secret_key, token) {
+        tracing::warn!(ip = %ctx.ip, "setup refused: missing or wrong setup token");
+        return Err(WebError::Forbidden(first_run::NEEDS_TOKEN.into()));
+    }
+    Ok(None)
+}
+
 pub async fn setup_form(ctx: Ctx) -> Result<HttpResponse, WebError> {
-    if user_count(&ctx).await? > 0 {
-        return Ok(ctx.redirect("/login"));
+    let token = ctx.q("token").to_string();
+    if let Some(elsewhere) = setup_allowed(&ctx, &token).await? {
+        return Ok(elsewhere);
     }
     ctx.page(&SetupPage {
         nav: ctx.nav("", ""),
+        token,
         error: String::new(),
         email: String::new(),
         org_name: String::new(),
@@ -92,10 +118,9 @@ pub fn check_new_password(password: &str, again: &str) -> Result<(), String> {
 
 pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebError> {
     let form = ctx.form(&body)?;
-    if user_count(&ctx).await? > 0 {
-        return Err(WebError::Forbidden(
-            "Faultline is already set up. Log in instead.".into(),
-        ));
+    let token = form.get("token").to_string();
+    if setup_allowed(&ctx, &token).await?.is_some() {
+        return Err(first_run::SetupError::AlreadySetUp.into());
     }
     let email = form.get("email").to_lowercase();
     let org_name = form.get("org_name").to_string();
@@ -108,6 +133,7 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
         ctx.page_with_status(
             &SetupPage {
                 nav: ctx.nav("", ""),
+                token: token.clone(),
                 error,
                 email: email.clone(),
                 org_name: org_name.clone(),
@@ -116,6 +142,9 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
             StatusCode::BAD_REQUEST,
         )
     };
+    if !email.contains('@') || email.len() > 254 {
+        return again(&ctx, format!("{email:?} is not an email address."));
+    }
     if let Err(e) = check_new_password(form.raw("password"), form.raw("password2")) {
         return again(&ctx, e);
     }
@@ -125,30 +154,41 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
             "Name your organization (at most 100 characters).".into(),
         );
     }
-    let db = &ctx.app.db;
-    let password = form.raw("password").to_string();
-    let hash = ctx.web.passwords.hash(password).await?;
-    let user_id = match cli::create_user_hashed(db, &email, &hash, true).await {
-        Ok(id) => id,
-        Err(e) => return again(&ctx, format!("{e}")),
-    };
-    if let Err(e) = cli::create_org(db, &org_slug, Some(&org_name), Some(&email)).await {
-        // Keep setup repeatable: without an organization the new user is useless.
-        let _ = sql::exec(db, "DELETE FROM users WHERE id = ?", vec![user_id.into()]).await;
+    if let Err(e) = cli::valid_slug(&org_slug) {
         return again(&ctx, format!("{e}"));
     }
-    let hash: String = {
-        let row = sql::one(
-            db,
-            "SELECT password_hash FROM users WHERE id = ?",
-            vec![user_id.into()],
-        )
-        .await?
-        .ok_or(WebError::NotFound)?;
-        sql::get(&row, "password_hash")?
+    // Hashed before the claim's transaction: argon2 takes tens of milliseconds.
+    let password = form.raw("password").to_string();
+    let hash = ctx.web.passwords.hash(password).await?;
+    let created = first_run::create_first_admin(
+        &ctx.app.db,
+        first_run::FirstAdmin {
+            email: &email,
+            password_hash: &hash,
+            org_slug: &org_slug,
+            org_name: &org_name,
+        },
+    )
+    .await;
+    let user_id = match created {
+        Ok(id) => id,
+        Err(first_run::SetupError::Invalid(e)) => return again(&ctx, e),
+        Err(e) => return Err(e.into()),
     };
+    tracing::info!(email = %email, "first administrator created");
+    first_run::forget(&ctx.app.config.data_dir);
     ctx.log_in(user_id, &hash).await?;
     Ok(ctx.redirect(&format!("/organizations/{org_slug}/projects?welcome=1")))
+}
+
+impl From<first_run::SetupError> for WebError {
+    fn from(e: first_run::SetupError) -> Self {
+        match e {
+            first_run::SetupError::AlreadySetUp => WebError::Forbidden(e.to_string()),
+            first_run::SetupError::Invalid(m) => WebError::BadRequest(m),
+            first_run::SetupError::Db(e) => e.into(),
+        }
+    }
 }
 
 #[derive(Template)]

@@ -34,9 +34,13 @@ async function login(page, base, email, password) {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   let out = {};
   if (phase === 'setup') {
-    // A fresh server sends the first visitor to the setup page.
+    // A fresh server sends the first visitor to the setup page, which wants the link
+    // the server printed (SETUP_LINK, read from <data dir>/setup-token by the test).
     await page.goto(base + '/');
     check(page.url().endsWith('/setup'), 'redirected to /setup, got ' + page.url());
+    const stranger = await (await context.request.get(base + '/setup', { maxRedirects: 0 })).status();
+    check(stranger === 403, 'setup without the link is refused, got ' + stranger);
+    await page.goto(process.env.SETUP_LINK.replace(/^https?:\/\/[^/]+/, base));
     await page.fill('input[name=email]', email);
     await page.fill('input[name=password]', password);
     await page.fill('input[name=password2]', password);
