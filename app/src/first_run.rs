@@ -98,13 +98,28 @@ pub async fn announce(config: &Config, db: &DatabaseConnection) -> anyhow::Resul
             path.display()
         )
     })?;
-    // On stdout, not in the log stream: it is for the operator's eyes at the console or in
-    // `docker compose logs`, and stays out of log collectors' JSON fields.
-    println!(
-        "\nFaultline has no administrator yet. To create one, open this one-time link:\n\n    {link}\n\n\
-         (also in {}; it stops working once an administrator exists)\n",
-        path.display()
-    );
+    // On stdout, not in the log stream (nor exported as a span or log record): it is for
+    // the operator's eyes at the console or in `docker compose logs`. With JSON logs it is
+    // one JSON object like the log lines around it, so every line stays parseable.
+    if config.log_json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339(),
+                "level": "WARN",
+                "target": "faultline_app::first_run",
+                "message": "no administrator yet: open this one-time setup link",
+                "setup_link": link,
+                "file": path.display().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "\nFaultline has no administrator yet. To create one, open this one-time link:\n\n    {link}\n\n\
+             (also in {}; it stops working once an administrator exists)\n",
+            path.display()
+        );
+    }
     tracing::warn!(
         file = %path.display(),
         "no administrator yet: open the setup link printed on standard output"
