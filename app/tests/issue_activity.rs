@@ -387,6 +387,8 @@ async fn comments_through_the_web_api() {
         let list = activities(&app, issue, &reader).await;
         assert_eq!(types(&list), ["note", "first_seen"], "{engine}");
         assert_eq!(list[0]["id"], note_id.as_str());
+        let r = api(&app, "GET", &format!("issues/{issue}/"), &reader, None).await;
+        assert_eq!(r.json()["numComments"], 1, "{}", r.body);
         // The organization path works too.
         let r = api(
             &app,

@@ -329,7 +329,10 @@ async fn issue_from(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<(Issue, Org)
 async fn get_issue(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
     auth.require(Scope::EventRead)?;
     let (issue, org) = issue_from(&auth, &req).await?;
-    Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
+    let mut out = issue_json(&issue, &org.slug, &page_base(&auth));
+    // One issue counts its comments; lists keep 0 rather than a count per row.
+    out["numComments"] = json!(issues::activity::comment_count(auth.db(), issue.id).await?);
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn update_issue(
