@@ -701,6 +701,38 @@ impl Browser {
         self.post(action, &all).await
     }
 
+    /// A page script's call to the Web API with this session (writes carry the session's
+    /// CSRF token in `X-CSRFToken` when given).
+    async fn api(&mut self, method: &str, path: &str, csrf: Option<&str>, body: &str) -> Resp {
+        let url = format!("{}/api/0/{}", self.base, path);
+        let (method, body) = (method.to_string(), body.to_string());
+        let cookie = self.cookie.clone();
+        let csrf = csrf.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .new_agent();
+            let mut req = ureq::http::Request::builder()
+                .method(method.as_str())
+                .uri(&url)
+                .header("Content-Type", "application/json");
+            if let Some(c) = &cookie {
+                req = req.header("Cookie", c);
+            }
+            if let Some(t) = &csrf {
+                req = req.header("X-CSRFToken", t);
+            }
+            let mut resp = agent.run(req.body(body).expect("request")).expect("sent");
+            Resp {
+                status: resp.status().as_u16(),
+                body: resp.body_mut().read_to_string().unwrap_or_default(),
+            }
+        })
+        .await
+        .expect("task")
+    }
+
     async fn login(app: &TestApp, email: &str) -> Browser {
         let mut b = Browser::new(app);
         let token = b.get("/login").await.csrf();
@@ -797,6 +829,64 @@ async fn comments_on_the_issue_page() {
             "delete form"
         );
 
+        // A page script's API call with the session acts as the session's user; without
+        // the CSRF token it is anonymous.
+        let csrf = kims.get("/account").await.csrf();
+        let r = kims
+            .api(
+                "POST",
+                &format!("issues/{issue}/comments/"),
+                Some(&csrf),
+                r#"{"text": "via the API"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{engine}: {}", r.body);
+        assert_eq!(r.json()["user"]["email"], "kim@example.com");
+        let via_api = r.json()["id"].as_str().expect("id").to_string();
+        let r = kims
+            .api(
+                "POST",
+                &format!("issues/{issue}/comments/"),
+                None,
+                r#"{"text": "x"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        let r = kims
+            .api(
+                "DELETE",
+                &format!("issues/{issue}/comments/{via_api}/"),
+                Some(&csrf),
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        // A visitor is sent to log in; nothing is posted.
+        let mut visitor = Browser::new(&app);
+        let token = visitor.get("/login").await.csrf();
+        let r = visitor
+            .post(&comments, &[("csrf", &token), ("text", "anon")])
+            .await;
+        assert_ne!(r.status, 200, "{}", r.body);
+        assert!(
+            r.status == 303
+                && r.headers
+                    .get("location")
+                    .is_some_and(|l| l.starts_with("/login")),
+            "{} {:?}",
+            r.status,
+            r.headers.get("location")
+        );
+        assert_eq!(
+            scalar(
+                &app,
+                "SELECT COUNT(*) FROM issue_activity WHERE kind = 'note'",
+                vec![]
+            )
+            .await,
+            1,
+            "{engine}"
+        );
         // Without the CSRF token nothing is posted.
         let r = kims.post(&comments, &[("text", "forged")]).await;
         assert_eq!(r.status, 403, "{}", r.body);
