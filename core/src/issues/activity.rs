@@ -9,12 +9,12 @@
 //! one insert per new issue to the worker's hot path (a burst of new issues is exactly when
 //! the store is busiest) and would only repeat a column the issue already has.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Value};
 use serde_json::{Value as Json, json};
 
 use super::Issue;
 use super::state::StatusChange;
-use crate::sql::{begin_write, execute, placeholders, query_all, query_one};
+use crate::sql::{array, begin_write, execute, placeholders, query_all, query_one};
 
 /// Sentry's activity type names, as stored in `issue_activity.kind`.
 pub mod kind {
@@ -70,35 +70,59 @@ pub struct NewActivity {
     pub data: Json,
 }
 
-/// Records `entries` by `actor` at `now`: one multi-row insert per 500 entries (a bulk
-/// action over 1,000 issues is two statements). Call it on the transaction that makes the
-/// change.
+/// Records `entries` by `actor` at `now`. Call it on the transaction that makes the change.
+/// One statement: on PostgreSQL over `UNNEST` of one array per column (the same text and
+/// plan for any number of rows); on SQLite multi-row `VALUES`, 500 rows per statement.
+/// The worker calls it once per batch with every issue the batch reopened.
 pub async fn record(
     db: &impl ConnectionTrait,
     actor: &Actor,
     entries: &[NewActivity],
     now: i64,
 ) -> Result<(), DbErr> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     let (user_id, label) = actor.columns();
+    if db.get_database_backend() == DbBackend::Postgres {
+        use sea_orm::sea_query::ArrayType;
+        let column = |f: &dyn Fn(&NewActivity) -> Value, ty: ArrayType| {
+            array(ty, entries.iter().map(f).collect())
+        };
+        execute(
+            db,
+            "INSERT INTO issue_activity (issue_id, project_id, kind, user_id, actor, data, created_ms) \
+             SELECT u.i, u.p, u.k, ?::bigint, ?::text, u.d, ?::bigint \
+             FROM UNNEST(?::bigint[], ?::bigint[], ?::text[], ?::text[]) AS u(i, p, k, d)",
+            vec![
+                user_id.into(),
+                label.into(),
+                now.into(),
+                column(&|e| e.issue_id.into(), ArrayType::BigInt),
+                column(&|e| e.project_id.into(), ArrayType::BigInt),
+                column(&|e| e.kind.into(), ArrayType::String),
+                column(&|e| e.data.to_string().into(), ArrayType::String),
+            ],
+        )
+        .await?;
+        return Ok(());
+    }
     for chunk in entries.chunks(500) {
-        let rows = vec![format!("({})", placeholders(7)); chunk.len()].join(", ");
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
+        let rows = vec![format!("({})", placeholders(4)); chunk.len()].join(", ");
+        let mut values: Vec<Value> = vec![user_id.into(), label.clone().into(), now.into()];
         for e in chunk {
             values.extend([
                 e.issue_id.into(),
                 e.project_id.into(),
                 e.kind.into(),
-                user_id.into(),
-                label.clone().into(),
                 e.data.to_string().into(),
-                now.into(),
             ]);
         }
         execute(
             db,
             &format!(
                 "INSERT INTO issue_activity (issue_id, project_id, kind, user_id, actor, data, created_ms) \
-                 VALUES {rows}"
+                 SELECT column1, column2, column3, ?, ?, column4, ? FROM (VALUES {rows})"
             ),
             values,
         )
