@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod chunks;
 pub mod events;
 pub mod issues;
+pub mod monitors;
 pub mod orgs;
 pub mod pagination;
 pub mod releases;
@@ -65,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(releases::routes)
             .configure(issues::routes)
             .configure(events::routes)
+            .configure(monitors::routes)
             .default_service(web::to(unknown_endpoint)),
     );
 }
