@@ -619,7 +619,8 @@ async fn accept_envelope(
     let header_id = envelope.headers.event_id;
     // Cron check-ins: each its own job, each refused alone (PROTOCOL.md 9.3.1).
     let check_ins = check_in_jobs(envelope, state.limits.max_event_size);
-    if !check_ins.is_empty() {
+    let admitted = !check_ins.is_empty();
+    if admitted {
         admit(state, key)?;
         let meta = job_meta(req, project_id);
         for (id, payload) in check_ins {
@@ -646,7 +647,10 @@ async fn accept_envelope(
                 .cause("event item is not a JSON object"),
         );
     }
-    admit(state, key)?;
+    // One envelope is one request to the rate limiter, whatever it carries.
+    if !admitted {
+        admit(state, key)?;
+    }
     let event_id = pick_event_id(header_id, checked.event_id.as_deref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
