@@ -617,40 +617,46 @@ async fn accept_envelope(
     }
 
     let header_id = envelope.headers.event_id;
+    // The event is checked first: a refused envelope queues nothing.
+    let mut checked_event = None;
+    if let Some(item) = event_item {
+        // Checked the way the worker reads it: an accepted payload the worker cannot parse
+        // would be an event lost.
+        let checked = json_check::check(&item.payload).map_err(|e| {
+            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                .cause(format!("event item is not valid JSON: {e}"))
+        })?;
+        // Security reports may be arrays (the Reporting API); events are objects.
+        if item.headers.ty == ItemType::Event && !checked.is_object {
+            return Err(
+                IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                    .cause("event item is not a JSON object"),
+            );
+        }
+        checked_event = Some((item, checked));
+    }
     // Cron check-ins: each its own job, each refused alone (PROTOCOL.md 9.3.1).
     let check_ins = check_in_jobs(envelope, state.limits.max_event_size);
-    let admitted = !check_ins.is_empty();
-    if admitted {
-        admit(state, key)?;
+    if checked_event.is_none() && check_ins.is_empty() {
+        // Sessions, transactions, client reports, attachments: accepted, not stored yet.
+        return Ok(ok_id(
+            header_id.map(|id| id.simple().to_string()).as_deref(),
+        ));
+    }
+    // One envelope is one request to the rate limiter, whatever it carries.
+    admit(state, key)?;
+    if !check_ins.is_empty() {
         let meta = job_meta(req, project_id);
         for (id, payload) in check_ins {
             let job = job_bytes(state, &meta, &id, PayloadKind::CheckIn, &payload)?;
             enqueue_check_in(state, job).await?;
         }
     }
-    let Some(item) = event_item else {
-        // Sessions, transactions, client reports, attachments: accepted, not stored yet.
+    let Some((item, checked)) = checked_event else {
         return Ok(ok_id(
             header_id.map(|id| id.simple().to_string()).as_deref(),
         ));
     };
-    // Checked the way the worker reads it: an accepted payload the worker cannot parse
-    // would be an event lost.
-    let checked = json_check::check(&item.payload).map_err(|e| {
-        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-            .cause(format!("event item is not valid JSON: {e}"))
-    })?;
-    // Security reports may be arrays (the Reporting API); events are objects.
-    if item.headers.ty == ItemType::Event && !checked.is_object {
-        return Err(
-            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                .cause("event item is not a JSON object"),
-        );
-    }
-    // One envelope is one request to the rate limiter, whatever it carries.
-    if !admitted {
-        admit(state, key)?;
-    }
     let event_id = pick_event_id(header_id, checked.event_id.as_deref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());

@@ -351,6 +351,21 @@ mod tests {
             ..rule()
         };
         assert!(!off.matches(&facts(NotificationKind::NewIssue, "error", None)));
+        // Monitor failures are a trigger of their own.
+        assert!(r.matches(&facts(
+            NotificationKind::MonitorFailure,
+            "error",
+            Some("prod")
+        )));
+        let no_monitors = AlertRule {
+            on_monitor_failure: false,
+            ..rule()
+        };
+        assert!(!no_monitors.matches(&facts(NotificationKind::MonitorFailure, "error", None)));
+        assert_eq!(
+            NotificationKind::from_name(NotificationKind::MonitorFailure.as_str()),
+            Some(NotificationKind::MonitorFailure)
+        );
     }
 
     #[test]
