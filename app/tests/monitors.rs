@@ -1071,6 +1071,25 @@ async fn the_monitors_page_shows_and_manages_monitors() {
     assert!(shown.body.contains("12.5 s"), "duration in the timeline");
     assert!(shown.body.contains("status-ok"));
 
+    // A failed run opens an issue (threshold 1), linked from the page; its page renders
+    // without any event.
+    let failed = check_in(json!({"monitor_slug": "nightly-backup", "status": "error"}));
+    apply_check_in(&app.db, app.project_id, &failed, now + 1_000, now + 1_000)
+        .await
+        .expect("apply");
+    let shown = admin.send("GET", page, None).await;
+    assert!(shown.body.contains("status-error"));
+    let issue_id = scalar(&app.db, "SELECT issue_id FROM monitor_environments").await;
+    let issue_url = format!("/organizations/acme/issues/{issue_id}");
+    assert!(shown.body.contains(&issue_url), "link to the open issue");
+    let issue = admin.send("GET", &issue_url, None).await;
+    assert_eq!(issue.status, 200);
+    assert!(
+        issue
+            .body
+            .contains("Monitor failure: nightly-backup failed")
+    );
+
     // Edit, mute, CSRF, members, other organizations, missing monitors.
     let edit = format!("{page}/nightly-backup");
     let r = admin

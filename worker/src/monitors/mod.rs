@@ -8,8 +8,8 @@
 //! `ok` needs the monitor the opening one created. The queue hands jobs to many concurrent
 //! handlers, so each process funnels its check-ins through ONE task that applies whatever is
 //! waiting sorted by the time ingest accepted it. Across processes (or when a handler was
-//! slow), a closing check-in that finds no monitor yet is retried by the queue for a minute
-//! before it counts as "unknown monitor"; and a closing check-in that arrives before its
+//! slow), a closing check-in that finds no monitor yet is retried by the queue for a few
+//! seconds before it counts as "unknown monitor"; and a closing check-in that arrives before its
 //! opening one stores the final status, which the late opening one does not overwrite.
 
 pub mod clock;
@@ -26,9 +26,11 @@ use crate::pipeline::PipelineError;
 use crate::sql::{begin_write, execute, query_one};
 use crate::store::NotificationKind;
 
-/// How long a closing check-in without a monitor waits (queue retries) for the opening
-/// check-in that creates it.
-pub const UNKNOWN_MONITOR_GRACE_MS: i64 = 60_000;
+/// How long a closing check-in without a monitor waits for the opening check-in that
+/// creates it: it fails as a retryable error until then, and the queue retries after 0.25,
+/// 1.25, 3.5 and 7.5 s, so the last attempt (past this grace) ends as "unknown monitor"
+/// instead of in the dead-letter table.
+pub const UNKNOWN_MONITOR_GRACE_MS: i64 = 5_000;
 
 /// What became of one check-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
