@@ -1158,3 +1158,46 @@ async fn the_monitors_page_shows_and_manages_monitors() {
         0
     );
 }
+
+/// Not a timed test: how many check-ins one worker process applies per second when the
+/// queue hands them over concurrently, as apalis does (debug build; `cargo test -p
+/// faultline-app --test monitors -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn check_in_apply_rate() {
+    for engine in ["sqlite", "postgres"] {
+        let (db, project) = setup_project(engine).await;
+        let monitors = faultline_worker::monitors::Monitors::start(db.clone());
+        let n: i64 = 5_000;
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let payload = json!({"monitor_slug": format!("job-{}", i % 50), "status": "ok",
+                "monitor_config": {"schedule": {"type": "crontab", "value": "*/5 * * * *"}}});
+            let job = faultline_core::jobs::EventJob {
+                project_id: project,
+                event_id: uuid::Uuid::new_v4().simple().to_string(),
+                received_ms: T0 + i,
+                kind: faultline_core::jobs::PayloadKind::CheckIn,
+                payload: Some(
+                    serde_json::value::RawValue::from_string(payload.to_string()).expect("raw"),
+                ),
+                ..Default::default()
+            };
+            let m = monitors.clone();
+            tasks.spawn(async move { m.process(job).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("task").expect("applied");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM monitor_checkins").await,
+            n
+        );
+        println!(
+            "{engine}: {n} check-ins in {secs:.2} s = {:.0}/s",
+            n as f64 / secs
+        );
+    }
+}

@@ -85,30 +85,87 @@ impl Monitors {
     }
 }
 
+/// The most check-ins applied in one transaction.
+const MAX_GROUP: usize = 1000;
+
 async fn apply_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Submitted>) {
     let mut waiting: Vec<Submitted> = Vec::new();
     while let Some(first) = rx.recv().await {
         waiting.push(first);
-        while let Ok(more) = rx.try_recv() {
+        while waiting.len() < MAX_GROUP
+            && let Ok(more) = rx.try_recv()
+        {
             waiting.push(more);
         }
         // Stable: jobs accepted in the same millisecond keep the queue's order.
         waiting.sort_by_key(|(job, _)| job.received_ms);
-        for (job, done) in waiting.drain(..) {
-            let _ = done.send(apply_job(&db, &job).await);
+        apply_group(&db, std::mem::take(&mut waiting)).await;
+    }
+}
+
+/// Applies whatever was waiting in ONE transaction (a group commit: one fsync for many
+/// check-ins, as the event store does); if that fails, one by one, so a check-in that
+/// cannot be stored fails alone.
+async fn apply_group(db: &DatabaseConnection, group: Vec<Submitted>) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut parsed = Vec::with_capacity(group.len());
+    for (job, done) in group {
+        match parse_job(&job) {
+            Ok(c) => parsed.push((job, c, done)),
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+        }
+    }
+    if parsed.is_empty() {
+        return;
+    }
+    let grouped = async {
+        let txn = begin_write(db).await?;
+        let mut outcomes = Vec::with_capacity(parsed.len());
+        for (job, c, _) in &parsed {
+            match apply_in(&txn, job.project_id, c, job.received_ms, now).await {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok::<_, DbErr>(outcomes)
+    }
+    .await;
+    match grouped {
+        Ok(outcomes) => {
+            for ((job, c, done), outcome) in parsed.into_iter().zip(outcomes) {
+                let _ = done.send(answer(&job, &c, outcome));
+            }
+        }
+        Err(e) => {
+            if parsed.len() > 1 {
+                tracing::warn!(error = %e, check_ins = parsed.len(), "check-in group failed; applying one by one");
+            }
+            for (job, c, done) in parsed {
+                let result = apply_check_in(db, job.project_id, &c, job.received_ms, now)
+                    .await
+                    .map_err(|e| PipelineError::Storage(e.to_string()))
+                    .and_then(|outcome| answer(&job, &c, outcome));
+                let _ = done.send(result);
+            }
         }
     }
 }
 
-async fn apply_job(db: &DatabaseConnection, job: &EventJob) -> Result<(), PipelineError> {
+fn parse_job(job: &EventJob) -> Result<CheckIn, PipelineError> {
     let payload = job
         .payload_bytes(256 * 1024)
         .map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    let check_in = CheckIn::parse(&payload).map_err(|e| PipelineError::Invalid(e.to_string()))?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let outcome = apply_check_in(db, job.project_id, &check_in, job.received_ms, now)
-        .await
-        .map_err(|e| PipelineError::Storage(e.to_string()))?;
+    CheckIn::parse(&payload).map_err(|e| PipelineError::Invalid(e.to_string()))
+}
+
+/// What the queue hears about an applied check-in.
+fn answer(job: &EventJob, check_in: &CheckIn, outcome: Outcome) -> Result<(), PipelineError> {
     metrics::check_in(outcome.metric());
     match outcome {
         Outcome::NotYet => Err(PipelineError::Storage(format!(
