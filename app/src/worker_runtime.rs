@@ -101,8 +101,9 @@ fn worker_name() -> String {
 /// Starts consuming the event queue; if the worker ever fails it is started again.
 pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Result<RunningWorker> {
     let pipeline = Pipeline::start(db.clone());
-    tokio::spawn(retention_loop(db));
+    tokio::spawn(retention_loop(db.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(faultline_worker::monitors::clock::run(db, stopped.clone()));
     let run_name = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let current = run_name.clone();
     let worker_backend = backend.clone();

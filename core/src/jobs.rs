@@ -28,6 +28,8 @@ pub enum PayloadKind {
     Event,
     /// A browser security report (`/security/` body) to be turned into a `csp` event.
     SecurityReport,
+    /// A cron monitor check-in in the normal form of `protocol::check_in::CheckIn`.
+    CheckIn,
 }
 
 /// One event to process: produced by ingest, consumed by the worker pipeline.

@@ -17,6 +17,8 @@ pub mod entity;
 pub mod issues;
 pub mod jobs;
 pub mod metrics;
+#[cfg(feature = "storage")]
+pub mod monitors;
 pub mod protocol;
 #[cfg(feature = "storage")]
 pub mod sql;

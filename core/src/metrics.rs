@@ -99,6 +99,9 @@ pub struct Metrics {
     pub db_pool_max: Gauge,
     /// Passwords checked against a stored argon2 hash (logins, password changes).
     pub password_verifications: Counter,
+    /// Cron check-ins by outcome: `accepted` (queued), `invalid` (refused by ingest, per
+    /// item), `stored`, `unknown_monitor`, `disabled` (dropped by the worker).
+    pub check_ins: Family<OutcomeLabel, Counter>,
 }
 
 /// The process-wide metrics.
@@ -145,6 +148,14 @@ pub fn email_failed() {
         .inc();
 }
 
+/// Counts one cron check-in outcome (see [`Metrics::check_ins`]).
+pub fn check_in(outcome: &'static str) {
+    get()
+        .check_ins
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+}
+
 /// The metrics in Prometheus' text exposition format (OpenMetrics 1.0 text, which
 /// Prometheus scrapes natively).
 pub fn render() -> String {
@@ -182,6 +193,7 @@ impl Metrics {
             db_pool_connections: Family::default(),
             db_pool_max: Gauge::default(),
             password_verifications: Counter::default(),
+            check_ins: Family::default(),
         };
         // Both outcomes exist from the start, so dashboards show 0 rather than no data.
         for outcome in ["hit", "miss"] {
@@ -283,6 +295,11 @@ impl Metrics {
             "password_verifications",
             "Passwords checked against a stored argon2 hash",
             m.password_verifications.clone(),
+        );
+        r.register(
+            "check_ins",
+            "Cron check-ins by outcome",
+            m.check_ins.clone(),
         );
         m
     }

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod grouping;
+pub mod monitors;
 pub mod normalize;
 pub mod pipeline;
 pub mod retention;

@@ -53,6 +53,8 @@ pub enum NotificationKind {
     NewIssue,
     Regression,
     Unignored,
+    /// A cron monitor failed `failure_issue_threshold` times in a row (`worker::monitors`).
+    MonitorFailure,
 }
 
 /// An issue whose state changed in this batch.

@@ -135,6 +135,8 @@ pub enum Scope {
     ProjectRead,
     /// Uploading artifacts, creating releases and deploys.
     ProjectReleases,
+    /// Changing a project's settings (and its cron monitors).
+    ProjectWrite,
     EventRead,
     EventWrite,
     EventAdmin,
@@ -152,6 +154,7 @@ impl Scope {
                 "project:releases",
             ],
             Scope::ProjectReleases => &["project:releases", "project:write", "project:admin"],
+            Scope::ProjectWrite => &["project:write", "project:admin"],
             Scope::EventRead => &["event:read", "event:write", "event:admin"],
             Scope::EventWrite => &["event:write", "event:admin"],
             Scope::EventAdmin => &["event:admin"],

@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod chunks;
 pub mod events;
 pub mod issues;
+pub mod monitors;
 pub mod orgs;
 pub mod pagination;
 pub mod releases;
@@ -67,6 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(issues::routes)
             .configure(activity::routes)
             .configure(events::routes)
+            .configure(monitors::routes)
             .default_service(web::to(unknown_endpoint)),
     );
 }

@@ -24,6 +24,7 @@ use faultline_core::body::{ContentEncoding, decode_body};
 use faultline_core::config::Limits;
 use faultline_core::jobs::{JobHead, PayloadKind};
 use faultline_core::protocol::auth::{self, ClientAuth};
+use faultline_core::protocol::check_in::CheckIn;
 use faultline_core::protocol::envelope::{Envelope, EnvelopeHeaders, ItemType};
 use faultline_core::protocol::json_check;
 use futures_util::StreamExt;
@@ -65,6 +66,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/{project_id}/csp-report/",
         ])
         .route(web::post().to(security))
+        .route(web::method(Method::OPTIONS).to(preflight)),
+    )
+    .service(
+        web::resource([
+            "/api/{project_id}/cron/{monitor_slug}",
+            "/api/{project_id}/cron/{monitor_slug}/",
+            "/api/{project_id}/cron/{monitor_slug}/{sentry_key}",
+            "/api/{project_id}/cron/{monitor_slug}/{sentry_key}/",
+        ])
+        .route(web::get().to(cron))
+        .route(web::post().to(cron))
         .route(web::method(Method::OPTIONS).to(preflight)),
     );
 }
@@ -605,26 +617,46 @@ async fn accept_envelope(
     }
 
     let header_id = envelope.headers.event_id;
-    let Some(item) = event_item else {
+    // The event is checked first: a refused envelope queues nothing.
+    let mut checked_event = None;
+    if let Some(item) = event_item {
+        // Checked the way the worker reads it: an accepted payload the worker cannot parse
+        // would be an event lost.
+        let checked = json_check::check(&item.payload).map_err(|e| {
+            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                .cause(format!("event item is not valid JSON: {e}"))
+        })?;
+        // Security reports may be arrays (the Reporting API); events are objects.
+        if item.headers.ty == ItemType::Event && !checked.is_object {
+            return Err(
+                IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                    .cause("event item is not a JSON object"),
+            );
+        }
+        checked_event = Some((item, checked));
+    }
+    // Cron check-ins: each its own job, each refused alone (PROTOCOL.md 9.3.1).
+    let check_ins = check_in_jobs(envelope, state.limits.max_event_size);
+    if checked_event.is_none() && check_ins.is_empty() {
         // Sessions, transactions, client reports, attachments: accepted, not stored yet.
         return Ok(ok_id(
             header_id.map(|id| id.simple().to_string()).as_deref(),
         ));
-    };
-    // Checked the way the worker reads it: an accepted payload the worker cannot parse
-    // would be an event lost.
-    let checked = json_check::check(&item.payload).map_err(|e| {
-        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-            .cause(format!("event item is not valid JSON: {e}"))
-    })?;
-    // Security reports may be arrays (the Reporting API); events are objects.
-    if item.headers.ty == ItemType::Event && !checked.is_object {
-        return Err(
-            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                .cause("event item is not a JSON object"),
-        );
     }
+    // One envelope is one request to the rate limiter, whatever it carries.
     admit(state, key)?;
+    if !check_ins.is_empty() {
+        let meta = job_meta(req, project_id);
+        for (id, payload) in check_ins {
+            let job = job_bytes(state, &meta, &id, PayloadKind::CheckIn, &payload)?;
+            enqueue_check_in(state, job).await?;
+        }
+    }
+    let Some((item, checked)) = checked_event else {
+        return Ok(ok_id(
+            header_id.map(|id| id.simple().to_string()).as_deref(),
+        ));
+    };
     let event_id = pick_event_id(header_id, checked.event_id.as_deref());
     let mut meta = job_meta(req, project_id);
     meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
@@ -636,6 +668,154 @@ async fn accept_envelope(
     let job = job_bytes(state, &meta, &event_id, kind, &item.payload)?;
     enqueue(state, project_id, job).await?;
     Ok(ok_id(Some(&event_id)))
+}
+
+/// Largest check-in item (Relay's limit).
+const MAX_CHECK_IN: usize = 100 * 1024;
+
+/// The envelope's `check_in` items that parse, as (job id, normal form). The others are
+/// dropped one by one, each with its reason in the log and `faultline_check_ins_total
+/// {outcome="invalid"}`; the rest of the envelope is kept.
+fn check_in_jobs(envelope: &Envelope, max_event_size: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for item in &envelope.items {
+        if item.headers.ty != ItemType::CheckIn {
+            continue;
+        }
+        let parsed = if item.payload.len() > MAX_CHECK_IN.min(max_event_size) {
+            Err(format!("check-in item larger than {MAX_CHECK_IN} bytes"))
+        } else {
+            CheckIn::parse(&item.payload).map_err(|e| e.to_string())
+        };
+        match parsed {
+            Ok(check_in) => out.push((check_in_job_id(&check_in), check_in.to_job_json())),
+            Err(reason) => {
+                metrics::check_in("invalid");
+                tracing::info!(%reason, "check-in item dropped");
+            }
+        }
+    }
+    out
+}
+
+fn check_in_job_id(check_in: &CheckIn) -> String {
+    check_in
+        .check_in_id
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .simple()
+        .to_string()
+}
+
+/// Makes a check-in job durable (counted as a check-in, not as an event).
+async fn enqueue_check_in(state: &IngestState, job: Vec<u8>) -> Result<(), IngestError> {
+    state.queue.enqueue(job).await.map_err(|e| {
+        tracing::error!(error = %e, "enqueue failed");
+        IngestError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "check-in could not be stored; try again",
+        )
+    })?;
+    metrics::check_in("accepted");
+    Ok(())
+}
+
+/// `GET|POST /api/{project_id}/cron/{monitor_slug}/{sentry_key}/` (or the key in the
+/// query or headers): a check-in for curl users. Parameters come from the query string;
+/// a JSON body (by `Content-Type`) is a whole check-in and may carry `monitor_config`.
+/// The path's slug wins over the body's. `202` with an empty body, as Relay answers.
+async fn cron(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    counted(cron_request(req, payload, state).await)
+}
+
+async fn cron_request(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> Result<HttpResponse, IngestError> {
+    let project_id = project_id(&req)?;
+    let auth = match req.match_info().get("sentry_key") {
+        // The key as a path segment: the DSN's public key, 32 hex.
+        Some(key) if !key.is_empty() && key.len() <= 64 => ClientAuth {
+            public_key: key.to_string(),
+            version: auth::PROTOCOL_VERSION,
+            client: None,
+        },
+        Some(key) if !key.is_empty() => {
+            return Err(IngestError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad sentry_key in the path",
+            ));
+        }
+        _ => request_auth(&req)?.ok_or_else(|| {
+            IngestError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing authorization information",
+            )
+        })?,
+    };
+    let key = authorize(&state, &auth, project_id).await?;
+    let in_project = |e: IngestError| e.in_project(key.project_id);
+    let body = read_body(&req, payload, MAX_CHECK_IN)
+        .await
+        .map_err(in_project)?;
+    let is_json = header_str(req.headers(), "content-type")
+        .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
+    let mut fields = serde_json::Map::new();
+    if is_json && !body.is_empty() {
+        let encoding = content_encoding(&req).map_err(in_project)?;
+        let body = decode::decode(encoding, body, MAX_CHECK_IN)
+            .await
+            .map_err(in_project)?;
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(obj)) => fields = obj,
+            _ => {
+                return Err(in_project(IngestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid check-in: the body is not a JSON object",
+                )));
+            }
+        }
+    } else {
+        for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+            let value = match k.as_ref() {
+                "status" | "check_in_id" | "environment" => serde_json::Value::from(v.as_ref()),
+                "duration" => match v.parse::<f64>() {
+                    Ok(d) => serde_json::json!(d),
+                    Err(_) => serde_json::Value::from(v.as_ref()),
+                },
+                _ => continue,
+            };
+            fields.insert(k.into_owned(), value);
+        }
+    }
+    let slug = req.match_info().get("monitor_slug").unwrap_or_default();
+    fields.insert("monitor_slug".into(), slug.into());
+    let check_in = CheckIn::from_object(&fields).map_err(|e| {
+        metrics::check_in("invalid");
+        in_project(IngestError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid check-in: {e}"),
+        ))
+    })?;
+    admit(&state, &key).map_err(in_project)?;
+    let meta = job_meta(&req, key.project_id);
+    let id = check_in_job_id(&check_in);
+    let job = job_bytes(
+        &state,
+        &meta,
+        &id,
+        PayloadKind::CheckIn,
+        &check_in.to_job_json(),
+    )
+    .map_err(in_project)?;
+    enqueue_check_in(&state, job).await.map_err(in_project)?;
+    let mut resp = HttpResponse::Accepted();
+    cors(&mut resp);
+    Ok(resp.finish())
 }
 
 /// `POST /api/{project_id}/store/`: one JSON event (or an envelope by content type).

@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod issue_page;
 pub mod issues;
 pub mod markdown;
+pub mod monitors;
 pub mod orgs;
 pub mod passwords;
 pub mod projects;
@@ -184,6 +185,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/organizations/{org}/projects/{project}/releases",
             web::get().to(releases::list),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/monitors",
+            web::get().to(monitors::list),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/monitors",
+            web::post().to(monitors::create),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/monitors/{monitor}",
+            web::post().to(monitors::edit),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/monitors/{monitor}/mute",
+            web::post().to(monitors::mute),
+        )
+        .route(
+            "/organizations/{org}/projects/{project}/monitors/{monitor}/delete",
+            web::post().to(monitors::delete),
         )
         .route(
             "/organizations/{org}/release",

@@ -3,6 +3,7 @@
 //! and bytes (see `/work/shared/PROTOCOL.md` §1–3 for the behaviour this mirrors).
 
 pub mod auth;
+pub mod check_in;
 pub mod dsn;
 pub mod envelope;
 pub mod event;

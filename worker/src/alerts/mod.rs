@@ -36,6 +36,7 @@ impl NotificationKind {
             NotificationKind::NewIssue => "new_issue",
             NotificationKind::Regression => "regression",
             NotificationKind::Unignored => "unignored",
+            NotificationKind::MonitorFailure => "monitor_failure",
         }
     }
 
@@ -45,6 +46,7 @@ impl NotificationKind {
             "new_issue" => Some(NotificationKind::NewIssue),
             "regression" => Some(NotificationKind::Regression),
             "unignored" => Some(NotificationKind::Unignored),
+            "monitor_failure" => Some(NotificationKind::MonitorFailure),
             _ => None,
         }
     }
@@ -55,6 +57,7 @@ impl NotificationKind {
             NotificationKind::NewIssue => "New issue",
             NotificationKind::Regression => "Regression",
             NotificationKind::Unignored => "Issue no longer ignored",
+            NotificationKind::MonitorFailure => "Monitor failure",
         }
     }
 }

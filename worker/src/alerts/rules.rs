@@ -19,6 +19,8 @@ pub struct AlertRule {
     pub on_new_issue: bool,
     pub on_regression: bool,
     pub on_unignored: bool,
+    /// Cron monitor failures (`worker::monitors`).
+    pub on_monitor_failure: bool,
     /// Environments the event must be in (comma-separated); `None` = any.
     pub environment: Option<String>,
     /// The event's level must be at least this; `None` = any.
@@ -69,6 +71,7 @@ impl AlertRule {
             NotificationKind::NewIssue => self.on_new_issue,
             NotificationKind::Regression => self.on_regression,
             NotificationKind::Unignored => self.on_unignored,
+            NotificationKind::MonitorFailure => self.on_monitor_failure,
         };
         if !wanted {
             return false;
@@ -111,6 +114,7 @@ impl AlertRule {
             on_new_issue: row.try_get("", "on_new_issue")?,
             on_regression: row.try_get("", "on_regression")?,
             on_unignored: row.try_get("", "on_unignored")?,
+            on_monitor_failure: row.try_get("", "on_monitor_failure")?,
             environment: row.try_get("", "environment")?,
             min_level: row.try_get("", "min_level")?,
             release: row.try_get("", "release")?,
@@ -143,7 +147,7 @@ pub fn check_addresses(text: &str) -> Result<Vec<String>, String> {
 }
 
 const COLUMNS: &str = "id, project_id, name, enabled, on_new_issue, on_regression, on_unignored, \
-                       environment, min_level, release, notify_members, extra_recipients";
+                       on_monitor_failure, environment, min_level, release, notify_members, extra_recipients";
 
 /// The project's rules, oldest first.
 pub async fn load(conn: &impl ConnectionTrait, project_id: i64) -> Result<Vec<AlertRule>, DbErr> {
@@ -184,6 +188,7 @@ pub async fn create_default(conn: &impl ConnectionTrait, project_id: i64) -> Res
         on_new_issue: true,
         on_regression: true,
         on_unignored: false,
+        on_monitor_failure: true,
         environment: None,
         min_level: None,
         release: None,
@@ -202,6 +207,7 @@ pub async fn save(conn: &impl ConnectionTrait, rule: &AlertRule) -> Result<i64, 
         rule.on_new_issue.into(),
         rule.on_regression.into(),
         rule.on_unignored.into(),
+        rule.on_monitor_failure.into(),
         rule.environment.clone().into(),
         rule.min_level.clone().into(),
         rule.release.clone().into(),
@@ -216,8 +222,8 @@ pub async fn save(conn: &impl ConnectionTrait, rule: &AlertRule) -> Result<i64, 
             .query_one_raw(stmt(
                 backend,
                 "INSERT INTO alert_rules (project_id, name, enabled, on_new_issue, on_regression, \
-                 on_unignored, environment, min_level, release, notify_members, extra_recipients, \
-                 created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 on_unignored, on_monitor_failure, environment, min_level, release, notify_members, \
+                 extra_recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 v,
             ))
             .await?
@@ -229,7 +235,7 @@ pub async fn save(conn: &impl ConnectionTrait, rule: &AlertRule) -> Result<i64, 
         conn.execute_raw(stmt(
             backend,
             "UPDATE alert_rules SET name = ?, enabled = ?, on_new_issue = ?, on_regression = ?, \
-             on_unignored = ?, environment = ?, min_level = ?, release = ?, notify_members = ?, \
+             on_unignored = ?, on_monitor_failure = ?, environment = ?, min_level = ?, release = ?, notify_members = ?, \
              extra_recipients = ? WHERE id = ? AND project_id = ?",
             v,
         ))
@@ -312,6 +318,7 @@ mod tests {
             on_new_issue: true,
             on_regression: true,
             on_unignored: false,
+            on_monitor_failure: true,
             environment: None,
             min_level: None,
             release: None,
@@ -344,6 +351,21 @@ mod tests {
             ..rule()
         };
         assert!(!off.matches(&facts(NotificationKind::NewIssue, "error", None)));
+        // Monitor failures are a trigger of their own.
+        assert!(r.matches(&facts(
+            NotificationKind::MonitorFailure,
+            "error",
+            Some("prod")
+        )));
+        let no_monitors = AlertRule {
+            on_monitor_failure: false,
+            ..rule()
+        };
+        assert!(!no_monitors.matches(&facts(NotificationKind::MonitorFailure, "error", None)));
+        assert_eq!(
+            NotificationKind::from_name(NotificationKind::MonitorFailure.as_str()),
+            Some(NotificationKind::MonitorFailure)
+        );
     }
 
     #[test]
