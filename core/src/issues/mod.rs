@@ -9,6 +9,7 @@
 //! - [`list`]: the issue list query (filter, sort, keyset windows) and bulk selection.
 //! - [`actions`]: status changes and deletion.
 //! - [`assign`]: assignment to a member of the organization, or nobody.
+//! - [`merge`]: merging issues into one, and splitting hashes off into a new issue.
 //!
 //! Callers authorize first (which organization's issues the caller may touch); every
 //! function here also takes that organization or its projects, so a mistake upstream
@@ -17,6 +18,7 @@
 pub mod actions;
 pub mod assign;
 pub mod list;
+pub mod merge;
 pub mod search;
 pub mod state;
 
