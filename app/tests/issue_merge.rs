@@ -286,14 +286,19 @@ async fn merge_and_unmerge_through_the_web_api() {
             6
         );
         assert_eq!(
-            w.count(&format!("SELECT COUNT(*) FROM issues WHERE id IN ({b}, {c})"))
-                .await,
+            w.count(&format!(
+                "SELECT COUNT(*) FROM issues WHERE id IN ({b}, {c})"
+            ))
+            .await,
             0,
             "{engine}: children are deleted"
         );
         assert_eq!(w.tag(a, "color", "red").await, 4, "{engine}");
         assert_eq!(w.tag(a, "color", "blue").await, 1, "{engine}");
-        assert_eq!(w.tag(a, "user", "id:u1").await + w.tag(a, "user", "u1").await, 3);
+        assert_eq!(
+            w.tag(a, "user", "id:u1").await + w.tag(a, "user", "u1").await,
+            3
+        );
         assert_eq!(w.hash_of(a).await.len(), 3, "{engine}");
 
         // A child's id redirects to the parent (API and page).
@@ -309,7 +314,13 @@ async fn merge_and_unmerge_through_the_web_api() {
             format!("/api/0/organizations/acme/issues/{a}/")
         );
         // ... but not for another organization's token.
-        let r = call("GET", &w.url(&format!("issues/{b}/")), Some(&w.other_token), None).await;
+        let r = call(
+            "GET",
+            &w.url(&format!("issues/{b}/")),
+            Some(&w.other_token),
+            None,
+        )
+        .await;
         assert_eq!(r.status, 404, "{engine}");
 
         // Hashes: Sentry's shape, each with its newest event.
@@ -407,7 +418,11 @@ async fn merge_and_unmerge_through_the_web_api() {
             (json!({"merge": 1}), format!("?id={a}&id=banana")),
         ] {
             let r = w
-                .api("PUT", &format!("projects/acme/web/issues/{query}"), Some(body))
+                .api(
+                    "PUT",
+                    &format!("projects/acme/web/issues/{query}"),
+                    Some(body),
+                )
                 .await;
             assert_eq!(r.status, 400, "{engine} {query}: {}", r.text());
         }
@@ -453,7 +468,11 @@ async fn merge_and_unmerge_through_the_web_api() {
             .await;
         assert_eq!(r.status, 400, "{engine}: {}", r.text());
         assert_eq!(
-            text(&w.app.db, &format!("SELECT status FROM issues WHERE id = {a}")).await,
+            text(
+                &w.app.db,
+                &format!("SELECT status FROM issues WHERE id = {a}")
+            )
+            .await,
             "unresolved",
             "{engine}: a refused merge changes nothing"
         );
@@ -624,7 +643,10 @@ async fn members_merge_and_unmerge_on_the_pages() {
         let mut kim = Browser::member(&w.app, "kim@example.com", "acme", "member").await;
         let list = kim.get("/organizations/acme/issues?query=").await;
         assert_eq!(list.status, 200, "{engine}");
-        assert!(list.body.contains("value=\"merge\""), "{engine}: a Merge button");
+        assert!(
+            list.body.contains("value=\"merge\""),
+            "{engine}: a Merge button"
+        );
         let csrf = list.csrf();
         let (a_s, b_s, c_s) = (a.to_string(), b.to_string(), c.to_string());
 
@@ -649,7 +671,11 @@ async fn members_merge_and_unmerge_on_the_pages() {
             )
             .await;
         assert_eq!(page.status, 400, "{engine}");
-        assert!(page.body.contains("at least two"), "{engine}: {}", page.body);
+        assert!(
+            page.body.contains("at least two"),
+            "{engine}: {}",
+            page.body
+        );
 
         let page = kim
             .post(
@@ -693,9 +719,7 @@ async fn members_merge_and_unmerge_on_the_pages() {
         let csrf = page.csrf();
         let unmerge = format!("/organizations/acme/issues/{a}/unmerge");
         for (bad, want) in [("xyz", 400), (&"0".repeat(32)[..], 400)] {
-            let page = kim
-                .post(&unmerge, &[("csrf", &csrf), ("hash", bad)])
-                .await;
+            let page = kim.post(&unmerge, &[("csrf", &csrf), ("hash", bad)]).await;
             assert_eq!(page.status, want, "{engine} {bad}");
         }
         let page = kim.post(&unmerge, &[("csrf", &csrf)]).await;
@@ -730,7 +754,10 @@ async fn members_merge_and_unmerge_on_the_pages() {
             .await;
         assert_eq!(page.status, 404, "{engine}");
         let page = eve.get(&format!("/organizations/acme/issues/{b}")).await;
-        assert_eq!(page.status, 404, "{engine}: no redirect into another organization");
+        assert_eq!(
+            page.status, 404,
+            "{engine}: no redirect into another organization"
+        );
 
         let page = kim
             .post(&unmerge, &[("csrf", &csrf), ("hash", &hash_b)])
@@ -771,7 +798,10 @@ async fn members_merge_and_unmerge_on_the_pages() {
 /// to; every issue's counters equal its events; tag counts equal the events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn merge_and_unmerge_are_exact_while_events_arrive() {
-    for (engine, db) in faultline_core::db::testing::both().await.expect("databases") {
+    for (engine, db) in faultline_core::db::testing::both()
+        .await
+        .expect("databases")
+    {
         let db = Arc::new(db);
         db.execute_unprepared(
             "INSERT INTO organizations (slug, name, created_at) VALUES ('acme', 'Acme', 0)",
@@ -798,7 +828,8 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
                 ..Default::default()
             };
             e.fingerprint = Some(vec![hash.to_string()]);
-            let mut p = faultline_worker::pipeline::prepare_event(project, &mut e).expect("prepare");
+            let mut p =
+                faultline_worker::pipeline::prepare_event(project, &mut e).expect("prepare");
             p.hashes = vec![hash.to_string()];
             p
         };
@@ -919,7 +950,11 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
             let hash: String = r.try_get("", "primary_hash").expect("hash");
             let issue: i64 = r.try_get("", "issue_id").expect("issue");
             let mapped: Option<i64> = r.try_get("", "mapped").expect("mapped");
-            assert_eq!(sent.get(&id), Some(&hash), "{engine}: {id} was sent with its hash");
+            assert_eq!(
+                sent.get(&id),
+                Some(&hash),
+                "{engine}: {id} was sent with its hash"
+            );
             assert_eq!(Some(issue), mapped, "{engine}: {id} is where its hash maps");
             seen.insert(id);
         }
@@ -946,7 +981,10 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
             0,
             "{engine}: no issue without a hash"
         );
-        assert!(merges >= 6 && unmerges >= 6, "{engine}: {merges} merges, {unmerges} unmerges");
+        assert!(
+            merges >= 6 && unmerges >= 6,
+            "{engine}: {merges} merges, {unmerges} unmerges"
+        );
         println!(
             "{engine}: {} events stored during {merges} merges and {unmerges} unmerges in {elapsed:?}, {retries} batch retries",
             sent.len()

@@ -56,8 +56,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table("issue_redirects").if_exists().to_owned())
-            .await?;
+        m.drop_table(
+            Table::drop()
+                .table("issue_redirects")
+                .if_exists()
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table("events")

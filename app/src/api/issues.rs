@@ -473,7 +473,10 @@ async fn unmerge(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<HttpResponse> {
     .map_err(domain_error)?;
     match done {
         Some(_) => Ok(HttpResponse::Accepted().finish()),
-        None => Err(ApiError::not_found(format!("issue `{}` not found", issue.id))),
+        None => Err(ApiError::not_found(format!(
+            "issue `{}` not found",
+            issue.id
+        ))),
     }
 }
 

@@ -174,10 +174,9 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
                 return Err(WebError::NotFound);
             };
             return match merge::redirect(&ctx.app.db, org.id, id).await? {
-                Some(target) => Ok(ctx.redirect(&format!(
-                    "/organizations/{}/issues/{target}",
-                    org.slug
-                ))),
+                Some(target) => {
+                    Ok(ctx.redirect(&format!("/organizations/{}/issues/{target}", org.slug)))
+                }
                 None => Err(WebError::NotFound),
             };
         }
@@ -352,9 +351,15 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "resolve_next" => "Resolved in the next release: events from a newer release reopen it.",
         "ignore" => "Ignored.",
         "unresolve" => "Reopened.",
-        "merge" => "Merged: the issues you selected are this one now; their events and fingerprints are here.",
-        "unmerge" => "Split off: the fingerprints you picked are a new issue now, with their events.",
-        "unmerged" => "This issue was split off from another; its fingerprints and their events are here.",
+        "merge" => {
+            "Merged: the issues you selected are this one now; their events and fingerprints are here."
+        }
+        "unmerge" => {
+            "Split off: the fingerprints you picked are a new issue now, with their events."
+        }
+        "unmerged" => {
+            "This issue was split off from another; its fingerprints and their events are here."
+        }
         _ => "",
     };
     let fingerprints = merge::hashes(db, issue.id)

@@ -376,7 +376,12 @@ pub async fn hashes(db: &impl ConnectionTrait, issue_id: i64) -> Result<Vec<Hash
         });
     }
     // SQLite sorts NULL first in DESC order, PostgreSQL last: say it once, here.
-    out.sort_by_key(|h| (h.latest.is_none(), std::cmp::Reverse(h.latest.as_ref().map(|l| l.2))));
+    out.sort_by_key(|h| {
+        (
+            h.latest.is_none(),
+            std::cmp::Reverse(h.latest.as_ref().map(|l| l.2)),
+        )
+    });
     Ok(out)
 }
 
@@ -464,7 +469,11 @@ pub async fn unmerge(
     let mut first_seen = i64::MAX;
     let mut last_seen = i64::MIN;
     let (mut first_release, mut last_release): (Option<String>, Option<String>) = (None, None);
-    let (mut title, mut culprit, mut level) = (source.title.clone(), source.culprit.clone(), source.level.clone());
+    let (mut title, mut culprit, mut level) = (
+        source.title.clone(),
+        source.culprit.clone(),
+        source.level.clone(),
+    );
     // (key, value) -> (count, first, last)
     let mut tags: BTreeMap<(String, String), (i64, i64, i64)> = BTreeMap::new();
     for r in &moving {
@@ -570,7 +579,12 @@ pub async fn unmerge(
             &txn,
             "UPDATE issue_tag_values SET times_seen = times_seen - ? \
              WHERE issue_id = ? AND key = ? AND value = ?",
-            vec![(*n).into(), issue_id.into(), k.clone().into(), v.clone().into()],
+            vec![
+                (*n).into(),
+                issue_id.into(),
+                k.clone().into(),
+                v.clone().into(),
+            ],
         )
         .await?;
     }
@@ -630,7 +644,9 @@ pub async fn unmerge(
 /// Whether `s` looks like a grouping hash (32 lowercase hex digits) — what the API and
 /// the pages accept before asking the database.
 pub fn is_hash(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
