@@ -847,7 +847,6 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
         let mut writers = Vec::new();
         for w in 0..2 {
             let (db, stop, hashes) = (db.clone(), stop.clone(), hashes.clone());
-            let event = event.clone();
             writers.push(tokio::spawn(async move {
                 let mut mine: Vec<(String, String)> = Vec::new();
                 let mut retries = 0;
