@@ -7,7 +7,9 @@
 //! transaction takes the write lock first, so batches from several workers simply queue;
 //! on PostgreSQL the unique `(project_id, hash)` and `(project_id, event_id)` indexes with
 //! `ON CONFLICT` make two workers agree on one issue and one event, and counters are
-//! incremented in SQL (`x = x + n`), never read-modify-written.
+//! incremented in SQL (`x = x + n`), never read-modify-written. Merges and unmerges of
+//! issues never interleave with a batch: SQLite's write lock, and on PostgreSQL a shared
+//! advisory lock per project taken first (`faultline_core::issues::merge`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
