@@ -990,3 +990,116 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
         );
     }
 }
+
+/// Numbers for ARCHITECTURE.md (run by hand: `cargo test -p faultline-app --test
+/// issue_merge -- --ignored --nocapture`): how long a merge and an unmerge of issues with
+/// many events take (the project's ingest waits that long), and what the store's lock
+/// statement costs per batch on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn merge_cost() {
+    use sea_orm::TransactionTrait;
+    for (engine, db) in faultline_core::db::testing::both()
+        .await
+        .expect("databases")
+    {
+        db.execute_unprepared(
+            "INSERT INTO organizations (slug, name, created_at) VALUES ('acme', 'Acme', 0)",
+        )
+        .await
+        .expect("org");
+        db.execute_unprepared(
+            "INSERT INTO projects (organization_id, slug, name, enabled, retention_days, \
+             max_events_per_issue, issue_counter, created_at) \
+             SELECT id, 'web', 'web', true, 90, 100000, 0, 0 FROM organizations",
+        )
+        .await
+        .expect("project");
+        let org = scalar(&db, "SELECT id FROM organizations").await;
+        let project = scalar(&db, "SELECT id FROM projects").await;
+        let per_issue = 10_000;
+        for (i, hash) in ["a", "b"].iter().enumerate() {
+            let hash = hash.repeat(32);
+            for chunk in 0..per_issue / 2000 {
+                let batch: Vec<_> = (0..2000)
+                    .map(|k| {
+                        let mut e = faultline_core::protocol::event::Event {
+                            event_id: Some(uuid::Uuid::new_v4()),
+                            timestamp: Some(chrono::Utc::now()),
+                            level: Some(faultline_core::protocol::event::Level::Error),
+                            tags: vec![("n".into(), ((chunk * 2000 + k) % 50).to_string())],
+                            user: Some(faultline_core::protocol::event::User {
+                                id: Some(format!("u{}", k % 100 + i * 100)),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        };
+                        let mut p =
+                            faultline_worker::pipeline::prepare_event(project, &mut e).expect("p");
+                        p.hashes = vec![hash.clone()];
+                        p
+                    })
+                    .collect();
+                faultline_worker::store::store_batch(&db, &batch)
+                    .await
+                    .expect("store");
+            }
+        }
+        let ids: Vec<i64> = vec![
+            scalar(
+                &db,
+                &format!(
+                    "SELECT issue_id FROM issue_hashes WHERE hash = '{}'",
+                    "a".repeat(32)
+                ),
+            )
+            .await,
+            scalar(
+                &db,
+                &format!(
+                    "SELECT issue_id FROM issue_hashes WHERE hash = '{}'",
+                    "b".repeat(32)
+                ),
+            )
+            .await,
+        ];
+        let t = std::time::Instant::now();
+        let merged = merge::merge(&db, org, &ids, None).await.expect("merge");
+        let merge_time = t.elapsed();
+        let t = std::time::Instant::now();
+        merge::unmerge(
+            &db,
+            org,
+            merged.parent,
+            &["b".repeat(32)],
+            None,
+            &faultline_worker::tags::stored_event_tags,
+        )
+        .await
+        .expect("unmerge")
+        .expect("issue");
+        let unmerge_time = t.elapsed();
+        // The lock statement alone: empty transactions with and without it, interleaved.
+        let rounds = 1000u32;
+        let (mut bare, mut locked) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..rounds {
+            let t = std::time::Instant::now();
+            let txn = db.begin().await.expect("begin");
+            txn.commit().await.expect("commit");
+            bare += t.elapsed();
+            let t = std::time::Instant::now();
+            let txn = db.begin().await.expect("begin");
+            merge::lock_projects_for_store(&txn, &[project])
+                .await
+                .expect("lock");
+            txn.commit().await.expect("commit");
+            locked += t.elapsed();
+        }
+        println!(
+            "{engine}: merge of 2 x {per_issue} events {merge_time:?}, unmerge of {per_issue} events {unmerge_time:?}, \
+             empty transaction {:?}, with the store's lock statement {:?}",
+            bare / rounds,
+            locked / rounds
+        );
+    }
+}
