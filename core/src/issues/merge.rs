@@ -70,7 +70,7 @@ pub async fn lock_projects_for_store(
 
 /// The exclusive lock of a project for a merge or an unmerge (PostgreSQL; on SQLite the
 /// transaction already holds the write lock).
-async fn lock_project(txn: &impl ConnectionTrait, project_id: i64) -> Result<(), DbErr> {
+pub(crate) async fn lock_project(txn: &impl ConnectionTrait, project_id: i64) -> Result<(), DbErr> {
     if txn.get_database_backend() == DbBackend::Postgres {
         execute(
             txn,
@@ -393,6 +393,8 @@ pub struct Unmerged {
     pub hashes: Vec<String>,
     pub events_moved: i64,
     pub project_id: i64,
+    /// Who split them off (a user id; `None` for an organization token).
+    pub actor: Option<i64>,
 }
 
 /// Tag values an event contributed when it was stored, read back from its stored payload
@@ -414,7 +416,6 @@ pub async fn unmerge(
     actor: Option<i64>,
     tags_of: TagsOf<'_>,
 ) -> Result<Option<Unmerged>, Error> {
-    let _ = actor; // activity: unmerge records who.
     let txn = begin_write(db).await?;
     let backend = txn.get_database_backend();
     let Some(source) = super::get_in(&txn, organization_id, issue_id).await? else {
@@ -638,6 +639,7 @@ pub async fn unmerge(
         hashes: chosen,
         events_moved: count,
         project_id: source.project_id,
+        actor,
     }))
 }
 
