@@ -1103,3 +1103,186 @@ async fn merge_cost() {
         );
     }
 }
+
+/// Every table keyed by issue follows a merge as ARCHITECTURE.md says: pending alerts and
+/// the notification log move to the parent, the busiest child's assignee is kept when the
+/// parent has none, redirects follow a parent that is merged again, and nothing is left
+/// pointing at a deleted issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_moves_every_row_keyed_by_issue() {
+    for (engine, db) in faultline_core::db::testing::both()
+        .await
+        .expect("databases")
+    {
+        db.execute_unprepared(
+            "INSERT INTO organizations (slug, name, created_at) VALUES ('acme', 'Acme', 0)",
+        )
+        .await
+        .expect("org");
+        db.execute_unprepared(
+            "INSERT INTO projects (organization_id, slug, name, enabled, retention_days, \
+             max_events_per_issue, issue_counter, created_at) \
+             SELECT id, 'web', 'web', true, 90, 1000, 0, 0 FROM organizations",
+        )
+        .await
+        .expect("project");
+        db.execute_unprepared(
+            "INSERT INTO users (email, password_hash, is_superuser, created_at) VALUES ('kim@example.com', 'x', false, 0)",
+        )
+        .await
+        .expect("user");
+        let org = scalar(&db, "SELECT id FROM organizations").await;
+        let project = scalar(&db, "SELECT id FROM projects").await;
+        let kim = scalar(&db, "SELECT id FROM users").await;
+        let store = |hash: &'static str, n: usize| {
+            let db = &db;
+            async move {
+                let batch: Vec<_> = (0..n)
+                    .map(|_| {
+                        let mut e = faultline_core::protocol::event::Event {
+                            event_id: Some(uuid::Uuid::new_v4()),
+                            timestamp: Some(chrono::Utc::now()),
+                            level: Some(faultline_core::protocol::event::Level::Error),
+                            ..Default::default()
+                        };
+                        let mut p =
+                            faultline_worker::pipeline::prepare_event(project, &mut e).expect("p");
+                        p.hashes = vec![hash.repeat(32)];
+                        p
+                    })
+                    .collect();
+                faultline_worker::store::store_batch(db, &batch)
+                    .await
+                    .expect("store");
+                scalar(
+                    db,
+                    &format!(
+                        "SELECT issue_id FROM issue_hashes WHERE hash = '{}'",
+                        hash.repeat(32)
+                    ),
+                )
+                .await
+            }
+        };
+        let a = store("a", 3).await;
+        let b = store("b", 2).await;
+        let c = store("c", 1).await;
+        // A new issue writes its alert to the outbox; one child also has a log entry and
+        // the busiest child an assignee.
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM alert_outbox").await, 3);
+        db.execute_unprepared(&format!(
+            "INSERT INTO notifications (project_id, issue_id, kind, recipient, status, created_at) \
+             VALUES ({project}, {c}, 'new_issue', 'x@example.com', 'sent', 0)"
+        ))
+        .await
+        .expect("notification");
+        db.execute_unprepared(&format!(
+            "UPDATE issues SET assignee_id = {kim} WHERE id = {b}"
+        ))
+        .await
+        .expect("assign");
+
+        let merged = merge::merge(&db, org, &[c, a, b], Some(kim))
+            .await
+            .expect("merge");
+        assert_eq!(merged.parent, a, "{engine}");
+        assert_eq!(merged.children, vec![b, c], "{engine}");
+        assert_eq!(merged.actor, Some(kim));
+        for (sql, want) in [
+            (
+                format!("SELECT COUNT(*) FROM alert_outbox WHERE issue_id = {a}"),
+                3,
+            ),
+            (
+                format!("SELECT COUNT(*) FROM notifications WHERE issue_id = {a}"),
+                1,
+            ),
+            (
+                format!("SELECT assignee_id FROM issues WHERE id = {a}"),
+                kim,
+            ),
+            (format!("SELECT times_seen FROM issues WHERE id = {a}"), 6),
+            (
+                format!("SELECT issue_id FROM issue_redirects WHERE from_id = {b}"),
+                a,
+            ),
+            (
+                format!("SELECT issue_id FROM issue_redirects WHERE from_id = {c}"),
+                a,
+            ),
+        ] {
+            assert_eq!(scalar(&db, &sql).await, want, "{engine}: {sql}");
+        }
+        for table in [
+            "events",
+            "issue_hashes",
+            "issue_tag_values",
+            "alert_outbox",
+            "notifications",
+            "issue_redirects",
+        ] {
+            assert_eq!(
+                scalar(
+                    &db,
+                    &format!(
+                        "SELECT COUNT(*) FROM {table} t WHERE NOT EXISTS \
+                         (SELECT 1 FROM issues i WHERE i.id = t.issue_id)"
+                    ),
+                )
+                .await,
+                0,
+                "{engine}: {table} points at deleted issues"
+            );
+        }
+        // The parent merged into a bigger issue: old redirects follow.
+        let d = store("d", 10).await;
+        let again = merge::merge(&db, org, &[a, d], None).await.expect("merge");
+        assert_eq!(again.parent, d);
+        assert_eq!(
+            merge::redirect(&db, org, b).await.expect("redirect"),
+            Some(d)
+        );
+        assert_eq!(
+            merge::redirect(&db, org, a).await.expect("redirect"),
+            Some(d)
+        );
+        assert_eq!(
+            merge::redirect(&db, org + 1, a).await.expect("redirect"),
+            None
+        );
+        // Refusals: fewer than two, missing, another organization.
+        for (ids, o) in [
+            (vec![d], org),
+            (vec![d, d], org),
+            (vec![d, 999_999], org),
+            (vec![d, a], org),
+            (vec![d, c], org + 1),
+        ] {
+            let r = merge::merge(&db, o, &ids, None).await;
+            assert!(
+                matches!(r, Err(faultline_core::issues::Error::Invalid(_))),
+                "{engine}: {ids:?} in {o}: {r:?}"
+            );
+        }
+        // Unmerge of an issue of another organization: not found.
+        let r = merge::unmerge(
+            &db,
+            org + 1,
+            d,
+            &["d".repeat(32)],
+            None,
+            &faultline_worker::tags::stored_event_tags,
+        )
+        .await
+        .expect("no error");
+        assert!(r.is_none(), "{engine}");
+        // Deleting the final issue takes the redirects with it.
+        assert!(
+            faultline_core::issues::delete(&db, org, d)
+                .await
+                .expect("delete")
+        );
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM issue_redirects").await, 0);
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM alert_outbox").await, 0);
+    }
+}
