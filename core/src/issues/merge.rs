@@ -342,40 +342,51 @@ pub struct HashInfo {
 
 /// The grouping hashes of an issue: those with stored events first, newest event first,
 /// then the others (hashes seen only as a fallback, or whose events retention deleted).
+/// Two statements whatever the number of hashes (an issue that absorbed hundreds of
+/// others has hundreds): one pass over the issue's events (bounded by the project's
+/// events-per-issue cap) counts and picks the newest per primary hash.
 pub async fn hashes(db: &impl ConnectionTrait, issue_id: i64) -> Result<Vec<HashInfo>, DbErr> {
-    let rows = query_all(
+    let mut latest: BTreeMap<String, (i64, (i64, String, i64))> = BTreeMap::new();
+    for r in query_all(
         db,
-        "SELECT h.hash, COUNT(e.id) AS n, MAX(e.timestamp) AS latest FROM issue_hashes h \
-         LEFT JOIN events e ON e.issue_id = h.issue_id AND e.primary_hash = h.hash \
-         WHERE h.issue_id = ? GROUP BY h.id, h.hash ORDER BY MAX(e.timestamp) DESC, h.id",
+        "SELECT primary_hash, id, event_id, timestamp, n FROM (\
+           SELECT primary_hash, id, event_id, timestamp, \
+             COUNT(*) OVER (PARTITION BY primary_hash) AS n, \
+             ROW_NUMBER() OVER (PARTITION BY primary_hash ORDER BY timestamp DESC, id DESC) AS rn \
+           FROM events WHERE issue_id = ? AND primary_hash IS NOT NULL) x WHERE rn = 1",
         vec![issue_id.into()],
     )
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
+    .await?
+    {
+        latest.insert(
+            r.try_get("", "primary_hash")?,
+            (
+                r.try_get("", "n")?,
+                (
+                    r.try_get("", "id")?,
+                    r.try_get("", "event_id")?,
+                    r.try_get("", "timestamp")?,
+                ),
+            ),
+        );
+    }
+    let mut out = Vec::new();
+    for r in query_all(
+        db,
+        "SELECT hash FROM issue_hashes WHERE issue_id = ? ORDER BY id",
+        vec![issue_id.into()],
+    )
+    .await?
+    {
         let hash: String = r.try_get("", "hash")?;
-        let latest_ts: Option<i64> = r.try_get("", "latest")?;
-        let latest = match latest_ts {
-            None => None,
-            Some(ts) => query_one(
-                db,
-                "SELECT id, event_id FROM events WHERE issue_id = ? AND primary_hash = ? \
-                 AND timestamp = ? ORDER BY id DESC LIMIT 1",
-                vec![issue_id.into(), hash.clone().into(), ts.into()],
-            )
-            .await?
-            .map(|e| -> Result<_, DbErr> {
-                Ok((e.try_get("", "id")?, e.try_get("", "event_id")?, ts))
-            })
-            .transpose()?,
-        };
+        let found = latest.remove(&hash);
         out.push(HashInfo {
             hash,
-            events: r.try_get("", "n")?,
-            latest,
+            events: found.as_ref().map(|f| f.0).unwrap_or(0),
+            latest: found.map(|f| f.1),
         });
     }
-    // SQLite sorts NULL first in DESC order, PostgreSQL last: say it once, here.
+    // Stable: hashes without events keep their order (oldest first) at the end.
     out.sort_by_key(|h| {
         (
             h.latest.is_none(),
