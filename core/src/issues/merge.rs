@@ -36,7 +36,9 @@ use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Value};
 
 use super::Error;
-use crate::sql::{begin_write, execute, greatest, in_ids, in_list, least, query_all, query_one};
+use crate::sql::{
+    Col, begin_write, bulk_insert, execute, greatest, in_ids, in_list, least, query_all, query_one,
+};
 
 /// Keeps our advisory lock keys apart from anyone else's: "MRGE" in the high 32 bits.
 const LOCK_CLASS: i64 = 0x4d52_4745 << 32;
@@ -565,18 +567,14 @@ pub async fn unmerge(
         .await?;
     }
 
-    // Tag values: the new issue's from its events; the old one's lose as many.
-    let (g, l) = (greatest(backend), least(backend));
-    for ((k, v), (n, first, last)) in &tags {
-        execute(
-            &txn,
-            &format!(
-                "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (issue_id, key, value) DO UPDATE SET \
-                 times_seen = issue_tag_values.times_seen + excluded.times_seen, \
-                 first_seen = {l}(issue_tag_values.first_seen, excluded.first_seen), \
-                 last_seen = {g}(issue_tag_values.last_seen, excluded.last_seen)"
-            ),
+    // Tag values: the new issue's from its events (fresh rows: one bulk insert); the old
+    // one's lose as many (one UPDATE ... FROM (VALUES ...) per 300 values), not one
+    // statement per value: an unmerge of thousands of users' events stays a few
+    // statements.
+    use ArrayType::{BigInt, String as Text};
+    let rows: Vec<Vec<Value>> = tags
+        .iter()
+        .map(|((k, v), (n, first, last))| {
             vec![
                 new_issue.into(),
                 k.clone().into(),
@@ -584,21 +582,47 @@ pub async fn unmerge(
                 (*n).into(),
                 (*first).into(),
                 (*last).into(),
-            ],
-        )
-        .await?;
-        execute(
-            &txn,
-            "UPDATE issue_tag_values SET times_seen = times_seen - ? \
-             WHERE issue_id = ? AND key = ? AND value = ?",
-            vec![
-                (*n).into(),
-                issue_id.into(),
-                k.clone().into(),
-                v.clone().into(),
-            ],
-        )
-        .await?;
+            ]
+        })
+        .collect();
+    let cols = [
+        Col("bigint", BigInt),
+        Col("text", Text),
+        Col("text", Text),
+        Col("bigint", BigInt),
+        Col("bigint", BigInt),
+        Col("bigint", BigInt),
+    ];
+    for statement in bulk_insert(
+        backend,
+        "INSERT INTO issue_tag_values (issue_id, key, value, times_seen, first_seen, last_seen)",
+        &cols,
+        rows,
+        "",
+        300,
+    ) {
+        txn.execute_raw(statement).await?;
+    }
+    let minus: Vec<(&(String, String), i64)> = tags.iter().map(|(kv, c)| (kv, c.0)).collect();
+    for chunk in minus.chunks(300) {
+        let mut sql = String::from(
+            "UPDATE issue_tag_values SET times_seen = issue_tag_values.times_seen - d.column3 \
+             FROM (VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3 + 1);
+        for (i, ((k, v), n)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("(?, ?, ?)");
+            values.extend([k.clone().into(), v.clone().into(), (*n).into()]);
+        }
+        sql.push_str(
+            ") AS d WHERE issue_tag_values.issue_id = ? AND issue_tag_values.key = d.column1 \
+             AND issue_tag_values.value = d.column2",
+        );
+        values.push(issue_id.into());
+        execute(&txn, &sql, values).await?;
     }
     execute(
         &txn,
