@@ -1286,3 +1286,138 @@ async fn merge_moves_every_row_keyed_by_issue() {
         assert_eq!(scalar(&db, "SELECT COUNT(*) FROM alert_outbox").await, 0);
     }
 }
+
+/// The same through the real doors: senders post envelopes to ingest (the worker batches
+/// them as it likes) while the Web API merges and unmerges the issues of those
+/// fingerprints. Once the queue drained, every event is stored once, where its hash maps,
+/// and the counters equal the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn merge_and_unmerge_while_events_flow_through_ingest() {
+    for engine in engines() {
+        let w = Arc::new(world(engine).await);
+        let fingerprints = ["flow-0", "flow-1", "flow-2", "flow-3"];
+        let mut hashes = Vec::new();
+        for f in fingerprints {
+            let issue = w.send(f, json!({"tags": {"k": "0"}}), None).await;
+            hashes.push(w.hash_of(issue).await.remove(0));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut senders = Vec::new();
+        for s in 0..2 {
+            let (w, stop) = (w.clone(), stop.clone());
+            senders.push(tokio::spawn(async move {
+                let mut sent = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    let event = json!({
+                        "event_id": id, "level": "error",
+                        "fingerprint": [fingerprints[(sent + s) % fingerprints.len()]],
+                        "message": "flowing", "tags": {"k": (sent % 3).to_string()},
+                    })
+                    .to_string();
+                    let body = format!(
+                        "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\",\"length\":{}}}\n{event}\n",
+                        event.len()
+                    );
+                    let r = common::post(
+                        &w.app.envelope_url(),
+                        &[("X-Sentry-Auth", &w.app.auth_header())],
+                        body.into_bytes(),
+                    )
+                    .await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+        let issue_of = |h: &String| {
+            let (w, h) = (w.clone(), h.clone());
+            async move {
+                w.count(&format!(
+                    "SELECT issue_id FROM issue_hashes WHERE hash = '{h}'"
+                ))
+                .await
+            }
+        };
+        let (mut merges, mut unmerges) = (0, 0);
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let mut ids = Vec::new();
+            for h in &hashes {
+                ids.push(issue_of(h).await.to_string());
+            }
+            let query: Vec<String> = ids.iter().map(|i| format!("id={i}")).collect();
+            let r = w
+                .api(
+                    "PUT",
+                    &format!("projects/acme/web/issues/?{}", query.join("&")),
+                    Some(json!({"merge": 1})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{engine}: {}", r.text());
+            merges += 1;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            for h in &hashes[1..] {
+                let issue = issue_of(h).await;
+                let r = w
+                    .api("PUT", &format!("issues/{issue}/hashes/?id={h}"), None)
+                    .await;
+                assert_eq!(r.status, 202, "{engine}: {}", r.text());
+                unmerges += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut sent = fingerprints.len();
+        for s in senders {
+            sent += s.await.expect("sender");
+        }
+        // Wait for the queue to drain.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let stored = w.count("SELECT COUNT(*) FROM events").await as usize;
+            if stored == sent {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{engine}: {stored} of {sent} events stored"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            w.count("SELECT COUNT(*) FROM events").await as usize,
+            sent,
+            "{engine}: no event twice"
+        );
+        assert_eq!(
+            w.count(
+                "SELECT COUNT(*) FROM events e JOIN issue_hashes h \
+                 ON h.project_id = e.project_id AND h.hash = e.primary_hash WHERE h.issue_id <> e.issue_id"
+            )
+            .await,
+            0,
+            "{engine}: every event is where its hash maps"
+        );
+        assert_eq!(
+            w.count(
+                "SELECT COUNT(*) FROM issues i WHERE i.times_seen <> (SELECT COUNT(*) FROM events e WHERE e.issue_id = i.id) \
+                 OR (SELECT COALESCE(SUM(times_seen), 0) FROM issue_tag_values t WHERE t.issue_id = i.id AND t.key = 'k') \
+                    <> (SELECT COUNT(*) FROM events e WHERE e.issue_id = i.id)"
+            )
+            .await,
+            0,
+            "{engine}: counters equal the events"
+        );
+        // Each hash is its own issue again, with its events.
+        let mut issues = HashSet::new();
+        for h in &hashes {
+            issues.insert(issue_of(h).await);
+        }
+        assert_eq!(issues.len(), hashes.len(), "{engine}");
+        println!(
+            "{engine}: {sent} events through ingest during {merges} merges and {unmerges} unmerges"
+        );
+    }
+}
