@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestApp, spawn_app};
+use faultline_core::issues::activity::Actor;
 use faultline_core::issues::merge;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
@@ -134,10 +135,10 @@ struct World {
 
 async fn world(engine: &str) -> World {
     let app = spawn_on(engine).await;
-    let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+    let token = faultline_app::accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
         .await
         .expect("token");
-    let read_only = faultline_app::cli::create_token(
+    let read_only = faultline_app::accounts::tokens::create_for_org(
         &app.db,
         "acme",
         &["org:read project:read event:read".to_string()],
@@ -145,16 +146,17 @@ async fn world(engine: &str) -> World {
     )
     .await
     .expect("token");
-    let api_project = faultline_app::cli::create_project(&app.db, "acme", "api", Some("python"))
-        .await
-        .expect("project");
-    faultline_app::cli::create_org(&app.db, "other", None, None)
+    let api_project =
+        faultline_app::accounts::projects::create(&app.db, "acme", "api", Some("python"))
+            .await
+            .expect("project");
+    faultline_app::accounts::orgs::create(&app.db, "other", None, None)
         .await
         .expect("org");
-    faultline_app::cli::create_project(&app.db, "other", "site", Some("python"))
+    faultline_app::accounts::projects::create(&app.db, "other", "site", Some("python"))
         .await
         .expect("project");
-    let other_token = faultline_app::cli::create_token(&app.db, "other", &[], "ci")
+    let other_token = faultline_app::accounts::tokens::create_for_org(&app.db, "other", &[], "ci")
         .await
         .expect("token");
     World {
@@ -600,7 +602,7 @@ impl Browser {
 
     /// Logs in as a new user who is a `role` of `org`.
     async fn member(app: &TestApp, email: &str, org: &str, role: &str) -> Browser {
-        let user = faultline_app::cli::create_user(&app.db, email, PASSWORD, false)
+        let user = faultline_app::accounts::users::create(&app.db, email, PASSWORD, false)
             .await
             .expect("user");
         let backend = app.db.get_database_backend();
@@ -902,7 +904,9 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
             ids.sort();
             ids.dedup();
             if ids.len() >= 2 {
-                merge::merge(&db, org, &ids, None).await.expect("merge");
+                merge::merge(&db, org, &ids, &Actor::System)
+                    .await
+                    .expect("merge");
                 merges += 1;
             }
             tokio::time::sleep(Duration::from_millis(40)).await;
@@ -915,10 +919,17 @@ async fn merge_and_unmerge_are_exact_while_events_arrive() {
                 )
                 .await;
                 if owned > 1 {
-                    merge::unmerge(&db, org, issue, std::slice::from_ref(h), None, &tags)
-                        .await
-                        .expect("unmerge")
-                        .expect("issue exists");
+                    merge::unmerge(
+                        &db,
+                        org,
+                        issue,
+                        std::slice::from_ref(h),
+                        &Actor::System,
+                        &tags,
+                    )
+                    .await
+                    .expect("unmerge")
+                    .expect("issue exists");
                     unmerges += 1;
                 }
             }
@@ -1064,7 +1075,9 @@ async fn merge_cost() {
             .await,
         ];
         let t = std::time::Instant::now();
-        let merged = merge::merge(&db, org, &ids, None).await.expect("merge");
+        let merged = merge::merge(&db, org, &ids, &Actor::System)
+            .await
+            .expect("merge");
         let merge_time = t.elapsed();
         let t = std::time::Instant::now();
         merge::unmerge(
@@ -1072,7 +1085,7 @@ async fn merge_cost() {
             org,
             merged.parent,
             &["b".repeat(32)],
-            None,
+            &Actor::System,
             &faultline_worker::tags::stored_event_tags,
         )
         .await
@@ -1182,12 +1195,12 @@ async fn merge_moves_every_row_keyed_by_issue() {
         .await
         .expect("assign");
 
-        let merged = merge::merge(&db, org, &[c, a, b], Some(kim))
+        let merged = merge::merge(&db, org, &[c, a, b], &Actor::User(kim))
             .await
             .expect("merge");
         assert_eq!(merged.parent, a, "{engine}");
         assert_eq!(merged.children, vec![b, c], "{engine}");
-        assert_eq!(merged.actor, Some(kim));
+        assert_eq!(merged.actor, Actor::User(kim));
         for (sql, want) in [
             (
                 format!("SELECT COUNT(*) FROM alert_outbox WHERE issue_id = {a}"),
@@ -1236,7 +1249,9 @@ async fn merge_moves_every_row_keyed_by_issue() {
         }
         // The parent merged into a bigger issue: old redirects follow.
         let d = store("d", 10).await;
-        let again = merge::merge(&db, org, &[a, d], None).await.expect("merge");
+        let again = merge::merge(&db, org, &[a, d], &Actor::System)
+            .await
+            .expect("merge");
         assert_eq!(again.parent, d);
         assert_eq!(
             merge::redirect(&db, org, b).await.expect("redirect"),
@@ -1258,7 +1273,7 @@ async fn merge_moves_every_row_keyed_by_issue() {
             (vec![d, a], org),
             (vec![d, c], org + 1),
         ] {
-            let r = merge::merge(&db, o, &ids, None).await;
+            let r = merge::merge(&db, o, &ids, &Actor::System).await;
             assert!(
                 matches!(r, Err(faultline_core::issues::Error::Invalid(_))),
                 "{engine}: {ids:?} in {o}: {r:?}"
@@ -1270,7 +1285,7 @@ async fn merge_moves_every_row_keyed_by_issue() {
             org + 1,
             d,
             &["d".repeat(32)],
-            None,
+            &Actor::System,
             &faultline_worker::tags::stored_event_tags,
         )
         .await

@@ -9,6 +9,7 @@
 //! and writes Sentry's JSON.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use faultline_core::issues::activity::Actor;
 use faultline_core::issues::search::{self, Search, StatusFilter};
 use faultline_core::issues::{
     self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, assign, merge, status,
@@ -143,6 +144,16 @@ async fn acting_user(auth: &ApiAuth) -> ApiResult<Option<i64>> {
         .map(|r| r.try_get::<Option<i64>>("", "user_id"))
         .transpose()?
         .flatten(),
+    })
+}
+
+/// Who a request acts as on an issue's timeline: its user (the session's, or whoever made
+/// the token on the settings page), else — an organization token from the CLI — the
+/// organization, shown by its name.
+pub async fn actor_of(auth: &ApiAuth, org: &Org) -> ApiResult<Actor> {
+    Ok(match acting_user(auth).await? {
+        Some(id) => Actor::User(id),
+        None => Actor::Organization(org.name.clone()),
     })
 }
 
@@ -353,7 +364,10 @@ async fn get_issue(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
                 .finish());
         }
     };
-    Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
+    let mut out = issue_json(&issue, &org.slug, &page_base(&auth));
+    // One issue counts its comments; lists keep 0 rather than a count per row.
+    out["numComments"] = json!(issues::activity::comment_count(auth.db(), issue.id).await?);
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// Where the id of a merged-away issue leads (whatever its organization: the caller then
@@ -382,11 +396,12 @@ async fn update_issue(
     let now = now_ms();
     let change = status_change(&body, now)?;
     let assignee = assignee_of(&auth, &org, &body).await?;
+    let actor = actor_of(&auth, &org).await?;
     if let Some(change) = change {
-        issues::set_status(auth.db(), org.id, &[issue.id], &change, now).await?;
+        issues::set_status(auth.db(), org.id, &[issue.id], &change, &actor, now).await?;
     }
     if let Some(member) = assignee {
-        assign::assign(auth.db(), org.id, &[issue.id], member.as_ref()).await?;
+        assign::assign(auth.db(), org.id, &[issue.id], member.as_ref(), &actor).await?;
     }
     let (issue, _) = issue_row(&auth, &issue.id.to_string(), None).await?;
     Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
@@ -460,13 +475,13 @@ async fn unmerge(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<HttpResponse> {
     if chosen.len() > 1000 {
         return Err(ApiError::bad_request("at most 1000 hashes at once"));
     }
-    let actor = acting_user(auth).await?;
+    let actor = actor_of(auth, &org).await?;
     let done = merge::unmerge(
         auth.db(),
         org.id,
         issue.id,
         &chosen,
-        actor,
+        &actor,
         &faultline_worker::tags::stored_event_tags,
     )
     .await
@@ -695,13 +710,14 @@ async fn bulk_update(
             "merging needs at least two issues of the project (`?id=` twice or more)",
         ));
     }
+    let actor = actor_of(auth, &org).await?;
     // Sentry answers with the fields that changed.
     let mut answer = json!({});
     // Merge first: if it is refused (issues of several projects) nothing else changed;
     // a status or assignee in the same request then applies to the one issue left.
     let mut ids = ids;
     if merging {
-        let merged = merge::merge(auth.db(), org.id, &ids, acting_user(auth).await?)
+        let merged = merge::merge(auth.db(), org.id, &ids, &actor)
             .await
             .map_err(domain_error)?;
         answer["merge"] = json!({
@@ -711,7 +727,7 @@ async fn bulk_update(
         ids = vec![merged.parent];
     }
     if let Some(change) = &change {
-        issues::set_status(auth.db(), org.id, &ids, change, now).await?;
+        issues::set_status(auth.db(), org.id, &ids, change, &actor, now).await?;
         let (status, details) = match change {
             StatusChange::Unresolved => ("unresolved", json!({})),
             StatusChange::Resolved => ("resolved", json!({})),
@@ -725,7 +741,7 @@ async fn bulk_update(
         answer["statusDetails"] = details;
     }
     if let Some(member) = &assignee {
-        assign::assign(auth.db(), org.id, &ids, member.as_ref()).await?;
+        assign::assign(auth.db(), org.id, &ids, member.as_ref(), &actor).await?;
         answer["assignedTo"] = assigned_json(
             member.as_ref().map(|m| m.user_id),
             member.as_ref().map(|m| m.email.as_str()),

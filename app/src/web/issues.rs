@@ -351,7 +351,8 @@ pub async fn bulk(
             "Select at least one issue (the boxes in the first column).".into(),
         ));
     }
-    issues::set_status(&ctx.app.db, org.id, &ids, &change, now_ms()).await?;
+    let actor = issues::activity::Actor::User(ctx.user()?.id);
+    issues::set_status(&ctx.app.db, org.id, &ids, &change, &actor, now_ms()).await?;
     let back = strip_param(safe_next(form.get("back")).unwrap_or("/"), "done");
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(ctx.redirect(&format!("{back}{sep}done={}", form.get("action"))))
@@ -370,8 +371,8 @@ async fn merge(
         .filter_map(|s| s.parse().ok())
         .take(issues::merge::MAX_MERGE + 1)
         .collect();
-    let actor = ctx.user.as_ref().map(|u| u.id);
-    let merged = issues::merge::merge(&ctx.app.db, org.id, &ids, actor)
+    let actor = issues::activity::Actor::User(ctx.user()?.id);
+    let merged = issues::merge::merge(&ctx.app.db, org.id, &ids, &actor)
         .await
         .map_err(|e| match e {
             issues::Error::Invalid(m) => WebError::BadRequest(format!("Cannot merge: {m}.")),

@@ -11,6 +11,7 @@
 //! | `issues.assignee_id`, status | the parent's (its assignee, else the busiest child's) | Sentry keeps the parent's state |
 //! | `alert_outbox` | moved to the parent | an alert not yet dispatched still goes out, about an issue that exists |
 //! | `notifications` | moved to the parent | the cooldown ("mailed about this issue lately") and the log keep working |
+//! | `issue_activity` | moved to the parent, plus a `merge` entry | the timeline keeps what happened to the children |
 //! | `issue_redirects` | child → parent added; redirects to a child re-pointed | old links and API ids still find the issue |
 //! | `issues` (children) | deleted | as Sentry does; their ids live on as redirects |
 //! | `release_projects.new_issues` | unchanged | it counts issues that were new in a release, which they were |
@@ -36,6 +37,7 @@ use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Value};
 
 use super::Error;
+use super::activity::{self, Actor, NewActivity};
 use crate::sql::{
     Col, begin_write, bulk_insert, execute, greatest, in_ids, in_list, least, query_all, query_one,
 };
@@ -91,8 +93,8 @@ pub struct Merged {
     pub parent: i64,
     pub children: Vec<i64>,
     pub project_id: i64,
-    /// Who merged (a user id; `None` for an organization token).
-    pub actor: Option<i64>,
+    /// Who merged.
+    pub actor: Actor,
 }
 
 /// An issue row as a merge reads it.
@@ -152,7 +154,7 @@ pub async fn merge(
     db: &DatabaseConnection,
     organization_id: i64,
     issue_ids: &[i64],
-    actor: Option<i64>,
+    actor: &Actor,
 ) -> Result<Merged, Error> {
     let ids: Vec<i64> = issue_ids
         .iter()
@@ -192,8 +194,15 @@ pub async fn merge(
         .find(|r| r.id == parent)
         .ok_or_else(|| Error::Invalid("no issues to merge".into()))?;
 
-    // Hashes, events, pending alerts and the notification log follow the children.
-    for table in ["issue_hashes", "events", "alert_outbox", "notifications"] {
+    // Hashes, events, pending alerts, the notification log and the timeline follow the
+    // children.
+    for table in [
+        "issue_hashes",
+        "events",
+        "alert_outbox",
+        "notifications",
+        "issue_activity",
+    ] {
         let (cond, mut values) = in_ids(backend, "issue_id", &children);
         values.insert(0, parent.into());
         execute(
@@ -286,13 +295,27 @@ pub async fn merge(
     }
     let (cond, values) = in_ids(backend, "id", &children);
     execute(&txn, &format!("DELETE FROM issues WHERE {cond}"), values).await?;
-    // activity: merge (parent, children, actor)
+    // Sentry's `merge` activity on the parent: `data.issues` lists what was merged in.
+    activity::record(
+        &txn,
+        actor,
+        &[NewActivity {
+            issue_id: parent,
+            project_id,
+            kind: activity::kind::MERGE,
+            data: serde_json::json!({
+                "issues": children.iter().map(|c| serde_json::json!({"id": c.to_string()})).collect::<Vec<_>>(),
+            }),
+        }],
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(Merged {
         parent,
         children,
         project_id,
-        actor,
+        actor: actor.clone(),
     })
 }
 
@@ -406,9 +429,14 @@ pub struct Unmerged {
     pub hashes: Vec<String>,
     pub events_moved: i64,
     pub project_id: i64,
-    /// Who split them off (a user id; `None` for an organization token).
-    pub actor: Option<i64>,
+    /// Who split them off.
+    pub actor: Actor,
 }
+
+/// Sentry's activity types of an unmerge, on the issue that lost fingerprints and on the
+/// new one.
+pub const UNMERGE_SOURCE: &str = "unmerge_source";
+pub const UNMERGE_DESTINATION: &str = "unmerge_destination";
 
 /// Tag values an event contributed when it was stored, read back from its stored payload
 /// (the worker's tag rules, passed in because they live in the worker crate).
@@ -426,7 +454,7 @@ pub async fn unmerge(
     organization_id: i64,
     issue_id: i64,
     hashes: &[String],
-    actor: Option<i64>,
+    actor: &Actor,
     tags_of: TagsOf<'_>,
 ) -> Result<Option<Unmerged>, Error> {
     let txn = begin_write(db).await?;
@@ -666,7 +694,27 @@ pub async fn unmerge(
         values,
     )
     .await?;
-    // activity: unmerge (source, new_issue, hashes, actor)
+    // Sentry's pair of entries: the source lost fingerprints to the destination.
+    activity::record(
+        &txn,
+        actor,
+        &[
+            NewActivity {
+                issue_id,
+                project_id: source.project_id,
+                kind: UNMERGE_SOURCE,
+                data: serde_json::json!({"fingerprints": chosen, "destination_id": new_issue.to_string()}),
+            },
+            NewActivity {
+                issue_id: new_issue,
+                project_id: source.project_id,
+                kind: UNMERGE_DESTINATION,
+                data: serde_json::json!({"fingerprints": chosen, "source_id": issue_id.to_string()}),
+            },
+        ],
+        crate::entity::now_ms(),
+    )
+    .await?;
     txn.commit().await?;
     Ok(Some(Unmerged {
         source: issue_id,
@@ -674,7 +722,7 @@ pub async fn unmerge(
         hashes: chosen,
         events_moved: count,
         project_id: source.project_id,
-        actor,
+        actor: actor.clone(),
     }))
 }
 

@@ -9,6 +9,7 @@
 //! - [`list`]: the issue list query (filter, sort, keyset windows) and bulk selection.
 //! - [`actions`]: status changes and deletion.
 //! - [`assign`]: assignment to a member of the organization, or nobody.
+//! - [`activity`]: the timeline every change above writes to, and comments.
 //! - [`merge`]: merging issues into one, and splitting hashes off into a new issue.
 //!
 //! Callers authorize first (which organization's issues the caller may touch); every
@@ -16,6 +17,7 @@
 //! cannot reach another organization's issues.
 
 pub mod actions;
+pub mod activity;
 pub mod assign;
 pub mod list;
 pub mod merge;
