@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, spawn_app};
-use faultline_app::cli;
+use faultline_app::accounts;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
@@ -55,7 +55,7 @@ async fn scalar(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
 }
 
 async fn user(app: &TestApp, email: &str) -> i64 {
-    cli::create_user(&app.db, email, PASSWORD, false)
+    accounts::users::create(&app.db, email, PASSWORD, false)
         .await
         .expect("user")
 }
@@ -84,7 +84,7 @@ async fn org_id(app: &TestApp, slug: &str) -> i64 {
 /// A token made on the settings page by `user_id` (acts as that user).
 async fn user_token(app: &TestApp, org: &str, user_id: i64, scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    cli::create_token_for(&app.db, org_id(app, org).await, Some(user_id), &scopes, "t")
+    accounts::tokens::create(&app.db, org_id(app, org).await, Some(user_id), &scopes, "t")
         .await
         .expect("token")
 }
@@ -198,7 +198,7 @@ async fn the_timeline_records_status_changes_and_assignments_with_their_actor() 
         let kim = user(&app, "kim@example.com").await;
         add_member(&app, "acme", kim, "member").await;
         let kims = user_token(&app, "acme", kim, &["event:write"]).await;
-        let ci = cli::create_token(&app.db, "acme", &[], "ci")
+        let ci = accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
             .await
             .expect("org token");
         let issue = send_event(&app, "timeline problem", "1.0").await;
@@ -307,7 +307,7 @@ async fn the_timeline_records_status_changes_and_assignments_with_their_actor() 
 async fn regressions_from_the_worker_are_on_the_timeline() {
     for engine in engines() {
         let app = spawn_on(engine).await;
-        let ci = cli::create_token(&app.db, "acme", &[], "ci")
+        let ci = accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
             .await
             .expect("org token");
         let issue = send_event(&app, "regressing problem", "1.0").await;
@@ -356,13 +356,13 @@ async fn comments_through_the_web_api() {
         let adas = user_token(&app, "acme", ada, &["event:admin"]).await;
         let reader = user_token(&app, "acme", kim, &["event:read"]).await;
         let releaser = user_token(&app, "acme", kim, &["project:releases"]).await;
-        let ci = cli::create_token(&app.db, "acme", &[], "ci")
+        let ci = accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
             .await
             .expect("org token");
-        cli::create_org(&app.db, "other", None, None)
+        accounts::orgs::create(&app.db, "other", None, None)
             .await
             .expect("org");
-        let outsider = cli::create_token(&app.db, "other", &[], "ci")
+        let outsider = accounts::tokens::create_for_org(&app.db, "other", &[], "ci")
             .await
             .expect("token");
         let issue = send_event(&app, "commented problem", "1.0").await;
@@ -787,7 +787,7 @@ async fn comments_on_the_issue_page() {
         add_member(&app, "acme", kim, "member").await;
         add_member(&app, "acme", lee, "member").await;
         add_member(&app, "acme", ada, "admin").await;
-        cli::create_org(&app.db, "other", None, None)
+        accounts::orgs::create(&app.db, "other", None, None)
             .await
             .expect("org");
         add_member(&app, "other", eve, "owner").await;

@@ -130,6 +130,19 @@ async function login(page, base, email, password) {
     check(bare.flag === null && bare.injected === 0 && bare.jsLinks.length === 0, 'comment inert without CSP: ' + JSON.stringify(bare));
     await noCsp.close();
     await page.screenshot({ path: artifacts + '/issue-activity.png', fullPage: true });
+    // Assign it to oneself: the select keeps the choice, the timeline says so, and the
+    // issue is in the "Assigned to me" list.
+    await page.selectOption('form.assign select[name=assignee]', { label: email });
+    await Promise.all([page.waitForNavigation(), page.click('form.assign button[type=submit]')]);
+    const chosen = await page.$eval('form.assign select[name=assignee]', (s) => s.options[s.selectedIndex].textContent.trim());
+    check(chosen === email, 'assigned to ' + chosen);
+    const timeline = await page.textContent('.timeline');
+    check(/assigned/i.test(timeline), 'assignment on the timeline: ' + timeline.slice(0, 300));
+    await page.goto(base + '/organizations/acme-shop/issues');
+    await Promise.all([page.waitForNavigation(), page.click('a.mine')]);
+    const mine = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(mine.length === 1 && mine[0].startsWith('ZeroDivisionError'), 'assigned to me: ' + mine);
+    await page.goto(issueUrl);
     // Resolve.
     await Promise.all([page.waitForNavigation(), page.click('button[value=resolve]')]);
     const status = (await page.textContent('.statusline .badge')).trim();
