@@ -373,6 +373,27 @@ async fn merge_and_unmerge_through_the_web_api() {
                 .await,
             2
         );
+        // The timeline says so on both sides (Sentry's activity types).
+        for (issue, kind) in [
+            (a, "merge"),
+            (a, "unmerge_source"),
+            (n, "unmerge_destination"),
+        ] {
+            let r = w
+                .api("GET", &format!("issues/{issue}/activities/"), None)
+                .await;
+            assert_eq!(r.status, 200, "{engine}: {}", r.text());
+            let types: Vec<String> = r.json()["activity"]
+                .as_array()
+                .expect("activity")
+                .iter()
+                .filter_map(|e| e["type"].as_str().map(str::to_string))
+                .collect();
+            assert!(
+                types.iter().any(|t| t == kind),
+                "{engine}: {issue} {types:?}"
+            );
+        }
         // Future events of the hash go to the new issue.
         assert_eq!(w.send("group-b", color("blue", "u3"), None).await, n);
 
@@ -710,6 +731,10 @@ async fn members_merge_and_unmerge_on_the_pages() {
         let page = kim.get(&format!("/organizations/acme/issues/{a}")).await;
         assert_eq!(page.status, 200, "{engine}");
         assert!(page.body.contains("Merged fingerprints"), "{engine}");
+        assert!(
+            page.body.contains("merged 2 issues into this one"),
+            "{engine}: the timeline shows the merge"
+        );
         assert_eq!(page.body.matches("name=\"hash\"").count(), 3, "{engine}");
         let hash_b = text(
             &w.app.db,
@@ -1223,6 +1248,12 @@ async fn merge_moves_every_row_keyed_by_issue() {
                 format!("SELECT issue_id FROM issue_redirects WHERE from_id = {c}"),
                 a,
             ),
+            (
+                format!(
+                    "SELECT COUNT(*) FROM issue_activity WHERE issue_id = {a} AND kind = 'merge' AND user_id = {kim}"
+                ),
+                1,
+            ),
         ] {
             assert_eq!(scalar(&db, &sql).await, want, "{engine}: {sql}");
         }
@@ -1233,6 +1264,7 @@ async fn merge_moves_every_row_keyed_by_issue() {
             "alert_outbox",
             "notifications",
             "issue_redirects",
+            "issue_activity",
         ] {
             assert_eq!(
                 scalar(
