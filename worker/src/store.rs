@@ -7,7 +7,9 @@
 //! transaction takes the write lock first, so batches from several workers simply queue;
 //! on PostgreSQL the unique `(project_id, hash)` and `(project_id, event_id)` indexes with
 //! `ON CONFLICT` make two workers agree on one issue and one event, and counters are
-//! incremented in SQL (`x = x + n`), never read-modify-written.
+//! incremented in SQL (`x = x + n`), never read-modify-written. Merges and unmerges of
+//! issues never interleave with a batch: SQLite's write lock, and on PostgreSQL a shared
+//! advisory lock per project taken first (`faultline_core::issues::merge`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -95,6 +97,11 @@ pub async fn store_batch(
         ))
         .await?;
     }
+    // PostgreSQL: no merge or unmerge of these projects while this batch maps hashes to
+    // issues and inserts events (one statement; shared locks, batches never wait for each
+    // other). See `faultline_core::issues::merge`.
+    let projects: Vec<i64> = events.iter().map(|e| e.project_id).collect();
+    faultline_core::issues::merge::lock_projects_for_store(&txn, &projects).await?;
     let outcome = store_in(&txn, backend, events).await?;
     txn.commit().await?;
     Ok(outcome)
@@ -243,6 +250,7 @@ async fn store_in(
                 e.title.clone().into(),
                 e.culprit.clone().into(),
                 e.payload.clone().into(),
+                e.hashes.first().cloned().into(),
             ]
         })
         .collect();
@@ -262,12 +270,13 @@ async fn store_in(
         Col("text", Text),     // title
         Col("text?", Text),    // culprit
         Col("bytea", Bytes),   // payload
+        Col("text?", Text),    // primary_hash
     ];
     let mut inserted: HashSet<(i64, String)> = HashSet::with_capacity(fresh.len());
     for statement in bulk_insert(
         backend,
         "INSERT INTO events (project_id, issue_id, event_id, timestamp, received, level, release, environment, \
-         platform, trace_id, user_ident, title, culprit, payload)",
+         platform, trace_id, user_ident, title, culprit, payload, primary_hash)",
         &cols,
         rows,
         "ON CONFLICT (project_id, event_id) DO NOTHING RETURNING project_id, event_id",

@@ -51,6 +51,21 @@ pub fn event_tags(event: &Event) -> Vec<(String, String)> {
     tags
 }
 
+/// The tags a stored event contributed when it was stored, read back from its payload
+/// (zstd JSON of the normalized event, which `event_tags` read before it was written);
+/// none if the payload cannot be read. An unmerge recounts tag values with it.
+pub fn stored_event_tags(payload: &[u8]) -> Vec<(String, String)> {
+    let Ok(json) = faultline_core::compress::unzstd(payload, 64 * 1024 * 1024) else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(&json) else {
+        return Vec::new();
+    };
+    Event::from_value(value)
+        .map(|e| event_tags(&e))
+        .unwrap_or_default()
+}
+
 /// `Chrome 120.0` from `contexts.browser = {name, version}`.
 fn context_name_version(event: &Event, key: &str) -> Option<String> {
     let ctx = event.contexts.as_ref()?.get(key)?;

@@ -352,6 +352,21 @@ pub async fn latest_event_json(auth: &ApiAuth, issue_id: i64) -> ApiResult<Json>
     }
 }
 
+/// The stored event with row id `id` of the issue `issue_id`, as Sentry's event JSON
+/// (`Json::Null` when there is none).
+pub async fn event_json_by_row(auth: &ApiAuth, issue_id: i64, id: i64) -> ApiResult<Json> {
+    let row = query_one(
+        auth.db(),
+        &format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = ? AND e.issue_id = ?"),
+        vec![id.into(), issue_id.into()],
+    )
+    .await?;
+    match row {
+        Some(r) => event_full(auth, &r).await,
+        None => Ok(Json::Null),
+    }
+}
+
 fn wants_full(req: &HttpRequest) -> bool {
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .any(|(k, v)| k == "full" && (v == "1" || v == "true"))

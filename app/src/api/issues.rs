@@ -1,6 +1,7 @@
 //! Issues through Sentry's Web API: search lists per project and per organization, one
 //! issue (get, status change, delete), bulk status changes as `sentry-cli issues
-//! resolve|mute|unresolve` send them, and the grouping hashes merged into an issue.
+//! resolve|mute|unresolve` send them, bulk merge (`{"merge": 1}`), and the grouping hashes
+//! merged into an issue (list; unmerge with `DELETE` or `PUT ?id=<hash>`).
 //!
 //! Everything an issue does happens in the issue domain (`faultline_core::issues`: the
 //! search grammar, the list query, status changes, deletion), exactly as on the pages;
@@ -11,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use faultline_core::issues::activity::Actor;
 use faultline_core::issues::search::{self, Search, StatusFilter};
 use faultline_core::issues::{
-    self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, assign, status,
+    self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, assign, merge, status,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -45,7 +46,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/issues/{id}/hashes",
             "/organizations/{org}/issues/{id}/hashes",
         ])
-        .route(web::get().to(hashes)),
+        .route(web::get().to(hashes))
+        .route(web::delete().to(unmerge_delete))
+        .route(web::put().to(unmerge_put)),
     );
 }
 
@@ -72,6 +75,20 @@ pub struct IssueUpdate {
     /// `"<user id | user:<id> | email | username>"`, or `""` / `null` for nobody.
     #[serde(default, deserialize_with = "present")]
     pub assigned_to: Option<Json>,
+    /// Bulk only: `1` / `true` merges the selected issues into one.
+    #[serde(default)]
+    pub merge: Option<Json>,
+}
+
+/// Whether an update asks for a merge: Sentry's UI sends `1`, scripts often `true`.
+fn wants_merge(u: &IssueUpdate) -> ApiResult<bool> {
+    match &u.merge {
+        None | Some(Json::Null) => Ok(false),
+        Some(Json::Bool(b)) => Ok(*b),
+        Some(Json::Number(n)) if n.as_i64() == Some(1) => Ok(true),
+        Some(Json::Number(n)) if n.as_i64() == Some(0) => Ok(false),
+        Some(_) => Err(ApiError::bad_request("`merge` must be 1 or true")),
+    }
 }
 
 /// A field that is there, even as `null` (absent stays `None` through `default`).
@@ -328,11 +345,45 @@ async fn issue_from(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<(Issue, Org)
 
 async fn get_issue(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
     auth.require(Scope::EventRead)?;
-    let (issue, org) = issue_from(&auth, &req).await?;
+    let (issue, org) = match issue_from(&auth, &req).await {
+        Ok(found) => found,
+        Err(not_found) => {
+            // The id of an issue merged into another: Sentry answers with a redirect to
+            // the issue it lives in now (if the caller may see that one).
+            let id = req.match_info().get("id").unwrap_or_default();
+            let Some(target) = merged_into(&auth, id).await? else {
+                return Err(not_found);
+            };
+            let (issue, org) = issue_row(&auth, &target.to_string(), None).await?;
+            let location = match req.match_info().get("org") {
+                Some(_) => format!("/api/0/organizations/{}/issues/{}/", org.slug, issue.id),
+                None => format!("/api/0/issues/{}/", issue.id),
+            };
+            return Ok(HttpResponse::Found()
+                .insert_header(("Location", location))
+                .finish());
+        }
+    };
     let mut out = issue_json(&issue, &org.slug, &page_base(&auth));
     // One issue counts its comments; lists keep 0 rather than a count per row.
     out["numComments"] = json!(issues::activity::comment_count(auth.db(), issue.id).await?);
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// Where the id of a merged-away issue leads (whatever its organization: the caller then
+/// looks at the target as at any issue).
+async fn merged_into(auth: &ApiAuth, id: &str) -> ApiResult<Option<i64>> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    Ok(query_one(
+        auth.db(),
+        "SELECT issue_id FROM issue_redirects WHERE from_id = ?",
+        vec![id.into()],
+    )
+    .await?
+    .map(|r| r.try_get::<i64>("", "issue_id"))
+    .transpose()?)
 }
 
 async fn update_issue(
@@ -365,24 +416,83 @@ async fn delete_issue(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse
     Ok(HttpResponse::Accepted().finish())
 }
 
+/// Sentry's list of an issue's hashes: `[{id, latestEvent, mergedBySeer,
+/// seerMatchDistance}]`, hashes with stored events first (newest event first), each with
+/// the newest event whose primary hash it is (`null` if none).
 async fn hashes(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
     auth.require(Scope::EventRead)?;
     let (issue, _) = issue_from(&auth, &req).await?;
-    let id = issue.id;
-    let rows = query_all(
-        auth.db(),
-        "SELECT hash FROM issue_hashes WHERE issue_id = ? ORDER BY id",
-        vec![id.into()],
-    )
-    .await?;
-    let latest = events::latest_event_json(&auth, id).await?;
-    let out: Vec<Json> = rows
-        .iter()
-        .map(|r| -> ApiResult<Json> {
-            Ok(json!({"id": r.try_get::<String>("", "hash")?, "latestEvent": latest, "mergedBySeer": false}))
-        })
-        .collect::<ApiResult<_>>()?;
+    let mut out = Vec::new();
+    for h in merge::hashes(auth.db(), issue.id).await? {
+        let latest = match h.latest {
+            Some((row, _, _)) => events::event_json_by_row(&auth, issue.id, row).await?,
+            None => Json::Null,
+        };
+        out.push(json!({
+            "id": h.hash,
+            "latestEvent": latest,
+            "mergedBySeer": false,
+            "seerMatchDistance": null,
+        }));
+    }
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// `DELETE /issues/{id}/hashes/?id=<hash>&id=<hash>`: unmerge, as Sentry's (older) API
+/// spells it; like any `DELETE` of an issue resource it needs `event:admin` there.
+async fn unmerge_delete(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
+    auth.require(Scope::EventAdmin)?;
+    unmerge(&auth, &req).await
+}
+
+/// `PUT /issues/{id}/hashes/?id=<hash>`: the same unmerge as Sentry's current API, which
+/// needs `event:write` (members may).
+async fn unmerge_put(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
+    auth.require(Scope::EventWrite)?;
+    unmerge(&auth, &req).await
+}
+
+/// Splits the chosen hashes off into a new issue; `202` like Sentry (ours is done by then).
+async fn unmerge(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<HttpResponse> {
+    let (issue, org) = issue_from(auth, req).await?;
+    let mut chosen: Vec<String> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k == "id" {
+            let v = v.trim().to_ascii_lowercase();
+            if !merge::is_hash(&v) {
+                return Err(ApiError::bad_request(format!(
+                    "`{v}` is not a grouping hash (32 hex digits)"
+                )));
+            }
+            chosen.push(v);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(ApiError::bad_request(
+            "name the hashes to split off: ?id=<hash>&id=<hash>",
+        ));
+    }
+    if chosen.len() > 1000 {
+        return Err(ApiError::bad_request("at most 1000 hashes at once"));
+    }
+    let actor = actor_of(auth, &org).await?;
+    let done = merge::unmerge(
+        auth.db(),
+        org.id,
+        issue.id,
+        &chosen,
+        &actor,
+        &faultline_worker::tags::stored_event_tags,
+    )
+    .await
+    .map_err(domain_error)?;
+    match done {
+        Some(_) => Ok(HttpResponse::Accepted().finish()),
+        None => Err(ApiError::not_found(format!(
+            "issue `{}` not found",
+            issue.id
+        ))),
+    }
 }
 
 /// Query parameters of the issue lists.
@@ -568,9 +678,10 @@ async fn bulk_update(
     let now = now_ms();
     let change = status_change(&body, now)?;
     let assignee = assignee_of(auth, &org, &body).await?;
-    if change.is_none() && assignee.is_none() {
+    let merging = wants_merge(&body)?;
+    if change.is_none() && assignee.is_none() && !merging {
         return Err(ApiError::bad_request(
-            "nothing to change: give a `status` or `assignedTo`",
+            "nothing to change: give a `status`, `assignedTo` or `merge`",
         ));
     }
     let filter = if !params.ids.is_empty() {
@@ -594,9 +705,27 @@ async fn bulk_update(
     if ids.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
+    if merging && ids.len() < 2 {
+        return Err(ApiError::bad_request(
+            "merging needs at least two issues of the project (`?id=` twice or more)",
+        ));
+    }
     let actor = actor_of(auth, &org).await?;
     // Sentry answers with the fields that changed.
     let mut answer = json!({});
+    // Merge first: if it is refused (issues of several projects) nothing else changed;
+    // a status or assignee in the same request then applies to the one issue left.
+    let mut ids = ids;
+    if merging {
+        let merged = merge::merge(auth.db(), org.id, &ids, &actor)
+            .await
+            .map_err(domain_error)?;
+        answer["merge"] = json!({
+            "parent": merged.parent.to_string(),
+            "children": merged.children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        });
+        ids = vec![merged.parent];
+    }
     if let Some(change) = &change {
         issues::set_status(auth.db(), org.id, &ids, change, &actor, now).await?;
         let (status, details) = match change {

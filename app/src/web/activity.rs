@@ -72,7 +72,25 @@ fn what(a: &Activity) -> String {
         kind::ASSIGNED => format!("assigned this issue to {}", s("assigneeEmail")),
         kind::UNASSIGNED => "unassigned this issue".into(),
         kind::NOTE => "commented".into(),
-        kind::MERGE => "merged issues into this one".into(),
+        kind::MERGE => {
+            let n = a
+                .data
+                .get("issues")
+                .and_then(Json::as_array)
+                .map_or(0, Vec::len);
+            match n {
+                1 => "merged 1 issue into this one".into(),
+                n => format!("merged {n} issues into this one"),
+            }
+        }
+        faultline_core::issues::merge::UNMERGE_SOURCE => {
+            let to = s("destination_id");
+            format!("split fingerprints off into issue {to}")
+        }
+        faultline_core::issues::merge::UNMERGE_DESTINATION => {
+            let from = s("source_id");
+            format!("split this issue off from issue {from}")
+        }
         other => other.replace('_', " "),
     }
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
 use faultline_core::issues::activity::Actor;
-use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails, assign};
+use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails, assign, merge};
 use faultline_core::protocol::event::Event;
 
 use super::access;
@@ -75,10 +75,20 @@ pub struct FacetValue {
     pub search_url: String,
 }
 
+/// One grouping hash on the "Merged fingerprints" card.
+struct Fingerprint {
+    hash: String,
+    events: String,
+    latest: String,
+    latest_url: String,
+}
+
 #[derive(Template)]
 #[template(path = "issue.html")]
 struct IssuePage {
     nav: Nav,
+    unmerge_url: String,
+    fingerprints: Vec<Fingerprint>,
     org_slug: String,
     issue_id: i64,
     short_id: String,
@@ -162,7 +172,21 @@ fn status_text(status: &str, details: Option<&str>, now: i64) -> String {
 pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
     let (org_slug, issue_id) = path.into_inner();
     let org = access::org(&ctx, &org_slug)?;
-    let issue = load_issue(&ctx, &org, &issue_id).await?;
+    let issue = match load_issue(&ctx, &org, &issue_id).await {
+        Err(WebError::NotFound) => {
+            // A link to an issue that was merged into another leads to that one.
+            let Ok(id) = issue_id.parse::<i64>() else {
+                return Err(WebError::NotFound);
+            };
+            return match merge::redirect(&ctx.app.db, org.id, id).await? {
+                Some(target) => {
+                    Ok(ctx.redirect(&format!("/organizations/{}/issues/{target}", org.slug)))
+                }
+                None => Err(WebError::NotFound),
+            };
+        }
+        other => other?,
+    };
     let db = &ctx.app.db;
     let now = now_ms();
     let base = format!("/organizations/{}/issues/{}", org.slug, issue.id);
@@ -332,11 +356,38 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "resolve_next" => "Resolved in the next release: events from a newer release reopen it.",
         "ignore" => "Ignored.",
         "unresolve" => "Reopened.",
+        "merge" => {
+            "Merged: the issues you selected are this one now; their events and fingerprints are here."
+        }
+        "unmerge" => {
+            "Split off: the fingerprints you picked are a new issue now, with their events."
+        }
+        "unmerged" => {
+            "This issue was split off from another; its fingerprints and their events are here."
+        }
         "comment" => "Comment added.",
         "comment_edited" => "Comment changed.",
         "comment_deleted" => "Comment deleted.",
         _ => "",
     };
+    let fingerprints = merge::hashes(db, issue.id)
+        .await?
+        .into_iter()
+        .map(|h| Fingerprint {
+            events: format::count(h.events),
+            latest: h
+                .latest
+                .as_ref()
+                .map(|l| format::ago(l.2, now))
+                .unwrap_or_default(),
+            latest_url: h
+                .latest
+                .as_ref()
+                .map(|l| format!("{base}?event={}", l.1))
+                .unwrap_or_default(),
+            hash: h.hash,
+        })
+        .collect();
     let members = assign::members(db, org.id)
         .await?
         .into_iter()
@@ -420,10 +471,59 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         notice: notice.into(),
         assign_url: format!("{base}/assign"),
         members,
+        unmerge_url: format!("{base}/unmerge"),
+        fingerprints,
         timeline,
         comment_url: format!("{base}/comments"),
         max_note_chars: domain::activity::MAX_NOTE_CHARS,
     })
+}
+
+/// `POST .../unmerge`: the checked fingerprints (grouping hashes) become a new issue with
+/// their events; members may, like merging. The page then shows the new issue.
+pub async fn unmerge(
+    ctx: Ctx,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let (org_slug, issue_id) = path.into_inner();
+    let org = access::org(&ctx, &org_slug)?;
+    let form = ctx.form(&body)?;
+    let issue = load_issue(&ctx, &org, &issue_id).await?;
+    let mut chosen = Vec::new();
+    for h in form.all("hash") {
+        let h = h.trim().to_ascii_lowercase();
+        if !merge::is_hash(&h) {
+            return Err(WebError::BadRequest(format!(
+                "{h:?} is not a fingerprint; pick them from the list."
+            )));
+        }
+        chosen.push(h);
+    }
+    if chosen.is_empty() {
+        return Err(WebError::BadRequest(
+            "Check the fingerprints to split off into a new issue.".into(),
+        ));
+    }
+    let actor = Actor::User(ctx.user()?.id);
+    let done = merge::unmerge(
+        &ctx.app.db,
+        org.id,
+        issue.id,
+        &chosen,
+        &actor,
+        &faultline_worker::tags::stored_event_tags,
+    )
+    .await
+    .map_err(|e| match e {
+        domain::Error::Invalid(m) => WebError::BadRequest(format!("Cannot unmerge: {m}.")),
+        domain::Error::Db(e) => e.into(),
+    })?
+    .ok_or(WebError::NotFound)?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/issues/{}?done=unmerged",
+        org.slug, done.new_issue
+    )))
 }
 
 /// Parses `30m`, `2h`, `24h`, `7d` into milliseconds.

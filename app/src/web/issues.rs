@@ -274,6 +274,7 @@ async fn render_list(
         "resolve" => "Resolved.",
         "ignore" => "Ignored.",
         "unresolve" => "Reopened.",
+        "merge" => "Merged into one issue (the one with the most events).",
         _ => "",
     };
     let heading = match &single {
@@ -314,7 +315,8 @@ async fn render_list(
     })
 }
 
-/// `POST /organizations/{org}/issues/bulk`: resolve, ignore or reopen the checked issues.
+/// `POST /organizations/{org}/issues/bulk`: resolve, ignore, reopen or merge the checked
+/// issues. Members may do all of it (they triage), as in the Web API (`event:write`).
 pub async fn bulk(
     ctx: Ctx,
     path: web::Path<String>,
@@ -322,6 +324,9 @@ pub async fn bulk(
 ) -> Result<HttpResponse, WebError> {
     let org = access::org(&ctx, &path)?;
     let form = ctx.form(&body)?;
+    if form.get("action") == "merge" {
+        return merge(&ctx, &org, &form).await;
+    }
     let change = match form.get("action") {
         "resolve" => StatusChange::Resolved,
         "ignore" => StatusChange::Ignored {
@@ -331,7 +336,7 @@ pub async fn bulk(
         "unresolve" => StatusChange::Unresolved,
         other => {
             return Err(WebError::BadRequest(format!(
-                "Unknown action {other:?}: use resolve, ignore or unresolve."
+                "Unknown action {other:?}: use resolve, ignore, unresolve or merge."
             )));
         }
     };
@@ -351,6 +356,32 @@ pub async fn bulk(
     let back = strip_param(safe_next(form.get("back")).unwrap_or("/"), "done");
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(ctx.redirect(&format!("{back}{sep}done={}", form.get("action"))))
+}
+
+/// The "Merge" button: the checked issues (of one project) become the one with the most
+/// events; the page then shows it.
+async fn merge(
+    ctx: &Ctx,
+    org: &super::context::OrgRef,
+    form: &super::context::Form,
+) -> Result<HttpResponse, WebError> {
+    let ids: Vec<i64> = form
+        .all("issue")
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .take(issues::merge::MAX_MERGE + 1)
+        .collect();
+    let actor = issues::activity::Actor::User(ctx.user()?.id);
+    let merged = issues::merge::merge(&ctx.app.db, org.id, &ids, &actor)
+        .await
+        .map_err(|e| match e {
+            issues::Error::Invalid(m) => WebError::BadRequest(format!("Cannot merge: {m}.")),
+            issues::Error::Db(e) => e.into(),
+        })?;
+    Ok(ctx.redirect(&format!(
+        "/organizations/{}/issues/{}?done=merge",
+        org.slug, merged.parent
+    )))
 }
 
 fn strip_param(url: &str, name: &str) -> String {

@@ -131,6 +131,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(activity::delete),
         )
         .route(
+            "/organizations/{org}/issues/{issue_id}/unmerge",
+            web::post().to(issue_page::unmerge),
+        )
+        .route(
             "/organizations/{org}/issues/{issue_id}/events/{event_id}/json",
             web::get().to(issue_page::raw_json),
         )

@@ -21,6 +21,8 @@ pub struct Model {
     pub title: String,
     pub culprit: Option<String>,
     pub payload: Vec<u8>,
+    /// The event's first grouping hash (NULL for events stored before merging existed).
+    pub primary_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

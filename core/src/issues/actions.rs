@@ -124,14 +124,17 @@ pub async fn delete(
     let txn = begin_write(db).await?;
     let found = query_all(
         &txn,
-        "SELECT i.id FROM issues i JOIN projects p ON p.id = i.project_id \
+        "SELECT i.project_id FROM issues i JOIN projects p ON p.id = i.project_id \
          WHERE i.id = ? AND p.organization_id = ?",
         vec![issue_id.into(), organization_id.into()],
     )
     .await?;
-    if found.is_empty() {
+    let Some(row) = found.first() else {
         return Ok(false);
-    }
+    };
+    // Like a merge: no batch of the project is between mapping a hash to this issue and
+    // inserting its events (PostgreSQL; SQLite's write lock already excludes it).
+    super::merge::lock_project(&txn, row.try_get("", "project_id")?).await?;
     for table in [
         "issue_tag_values",
         "issue_hashes",

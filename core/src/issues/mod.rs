@@ -10,6 +10,7 @@
 //! - [`actions`]: status changes and deletion.
 //! - [`assign`]: assignment to a member of the organization, or nobody.
 //! - [`activity`]: the timeline every change above writes to, and comments.
+//! - [`merge`]: merging issues into one, and splitting hashes off into a new issue.
 //!
 //! Callers authorize first (which organization's issues the caller may touch); every
 //! function here also takes that organization or its projects, so a mistake upstream
@@ -19,6 +20,7 @@ pub mod actions;
 pub mod activity;
 pub mod assign;
 pub mod list;
+pub mod merge;
 pub mod search;
 pub mod state;
 
