@@ -28,6 +28,10 @@ pub enum PayloadKind {
     Event,
     /// A browser security report (`/security/` body) to be turned into a `csp` event.
     SecurityReport,
+    /// Release health: a JSON array of the envelope's checked `session` items.
+    Session,
+    /// Release health: a JSON array of the envelope's checked `sessions` items.
+    Sessions,
 }
 
 /// One event to process: produced by ingest, consumed by the worker pipeline.

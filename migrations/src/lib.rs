@@ -13,6 +13,7 @@ mod m20261205_000010_user_sessions;
 mod m20261205_000020_test_email_sends;
 mod m20261205_000030_chunk_owners;
 mod m20261205_000040_issue_assignee;
+mod m20261205_000070_release_health;
 
 /// Runs every migration in order; applied automatically at start.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000020_test_email_sends::Migration),
             Box::new(m20261205_000030_chunk_owners::Migration),
             Box::new(m20261205_000040_issue_assignee::Migration),
+            Box::new(m20261205_000070_release_health::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod grouping;
 pub mod normalize;
 pub mod pipeline;
 pub mod retention;
+pub mod sessions;
 pub mod sql;
 pub mod store;
 pub mod symbolicate;

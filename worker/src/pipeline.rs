@@ -55,18 +55,23 @@ struct Submitted {
 #[derive(Clone)]
 pub struct Pipeline {
     tx: mpsc::Sender<Submitted>,
+    sessions: crate::sessions::Sessions,
 }
 
 impl Pipeline {
     /// Starts the batcher on the current Tokio runtime.
     pub fn start(db: DatabaseConnection) -> Pipeline {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
+        let sessions = crate::sessions::Sessions::start(db.clone());
         tokio::spawn(batcher(db, rx));
-        Pipeline { tx }
+        Pipeline { tx, sessions }
     }
 
     /// Processes one job; returns once its event is committed (or it failed).
     pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
+        if matches!(job.kind, PayloadKind::Session | PayloadKind::Sessions) {
+            return self.sessions.process(job).await;
+        }
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Submitted {
@@ -493,6 +498,10 @@ pub fn prepare(job: EventJob) -> Result<Stage, PipelineError> {
     let mut event = match job.kind {
         PayloadKind::Event => normalize::normalize(raw, &ctx),
         PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
+        // Counted by `sessions`, never prepared as events.
+        PayloadKind::Session | PayloadKind::Sessions => {
+            return Err(PipelineError::Invalid("a session job is not an event".into()));
+        }
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     if symbolicate::wants(&event) {
