@@ -22,6 +22,7 @@ pub mod issues;
 pub mod orgs;
 pub mod pagination;
 pub mod releases;
+pub mod sessions;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
@@ -65,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(releases::routes)
             .configure(issues::routes)
             .configure(events::routes)
+            .configure(sessions::routes)
             .default_service(web::to(unknown_endpoint)),
     );
 }

@@ -1,0 +1,390 @@
+//! Release health end to end, on SQLite and PostgreSQL: `session` and `sessions` items
+//! posted in envelopes to the real ingest, counted by the real worker, read back through
+//! `GET /api/0/organizations/{org}/sessions/` and the releases pages.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, post, spawn_app};
+use serde_json::{Value, json};
+
+async fn spawn(engine: &str) -> TestApp {
+    match engine {
+        "sqlite" => spawn_app(&[]).await,
+        _ => {
+            let admin_url = faultline_core::db::testing::postgres_admin_url();
+            let admin = faultline_core::db::connect_url(&admin_url)
+                .await
+                .expect("postgres is running");
+            let name = format!("faultline_t_{}", uuid::Uuid::new_v4().simple());
+            use sea_orm::ConnectionTrait;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
+            let mut url = url::Url::parse(&admin_url).expect("url");
+            url.set_path(&name);
+            spawn_app(&[("DATABASE_URL", url.as_str())]).await
+        }
+    }
+}
+
+fn iso(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn envelope(items: &[(&str, String)]) -> Vec<u8> {
+    let mut out = b"{}\n".to_vec();
+    for (ty, payload) in items {
+        out.extend_from_slice(
+            format!("{{\"type\":\"{ty}\",\"length\":{}}}\n", payload.len()).as_bytes(),
+        );
+        out.extend_from_slice(payload.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+fn update(sid: &str, did: Option<&str>, init: bool, status: &str, errors: u32) -> String {
+    let mut u = json!({
+        "sid": sid, "init": init, "started": iso(-30), "timestamp": iso(-1),
+        "status": status, "errors": errors,
+        "attrs": {"release": "app@1.0.0", "environment": "production"}
+    });
+    if let Some(d) = did {
+        u["did"] = json!(d);
+    }
+    u.to_string()
+}
+
+async fn send(app: &TestApp, items: &[(&str, String)]) -> common::Answer {
+    post(
+        &app.envelope_url(),
+        &[
+            ("X-Sentry-Auth", &app.auth_header()),
+            ("Content-Type", "application/x-sentry-envelope"),
+        ],
+        envelope(items),
+    )
+    .await
+}
+
+/// Waits until the counters add up to `total` sessions.
+async fn wait_for_sessions(app: &TestApp, total: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = app
+            .count(
+                "SELECT CAST(COALESCE(SUM(healthy + errored + unhandled + abnormal + crashed), 0) AS BIGINT) FROM session_counts",
+            )
+            .await;
+        if n == total {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} sessions counted, expected {total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
+    let url = url.to_string();
+    let token = token.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut req = agent.get(&url);
+        if let Some(t) = &token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = req.call().expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    })
+    .await
+    .expect("task")
+}
+
+/// One session counts once whatever its updates say, the worst state wins, aggregates add
+/// up, users are distinct with their worst state, and bad items are dropped alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
+    for engine in ["sqlite", "postgres"] {
+        let app = spawn(engine).await;
+        let (a, b, c, d) = (
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb",
+            "cccccccccccccccccccccccccccccccc",
+            "dddddddddddddddddddddddddddddddd",
+        );
+        // A: starts ok, then ends after a handled error (errored); B healthy; C (same user
+        // as A) crashes; D unhandled (browser), no user.
+        let r = send(&app, &[("session", update(a, Some("u1"), true, "ok", 0))]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        wait_for_sessions(&app, 1).await;
+        let r = send(
+            &app,
+            &[
+                ("session", update(a, Some("u1"), false, "exited", 1)),
+                // The same update again (a retry) changes nothing.
+                ("session", update(a, Some("u1"), false, "exited", 1)),
+                ("session", update(b, Some("u2"), true, "exited", 0)),
+                ("session", update(c, Some("u1"), true, "crashed", 1)),
+                ("session", update(d, None, true, "unhandled", 1)),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        // An event in the same envelope as bad session items: the event and the good
+        // items are kept, each bad item is dropped alone.
+        let event_id = uuid::Uuid::new_v4().simple().to_string();
+        let aggregates = json!({"aggregates": [
+            {"started": iso(-60), "exited": 5, "errored": 1, "crashed": 1},
+            {"started": "2020-01-01T00:00:00Z", "exited": 100}],
+            "attrs": {"release": "app@1.0.0", "environment": "production"}});
+        let r = send(
+            &app,
+            &[
+                ("event", json!({"event_id": event_id, "message": "hello", "release": "app@1.0.0"}).to_string()),
+                ("session", "{not json".into()),
+                ("session", update("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", None, true, "sleeping", 0)),
+                ("session", json!({"sid": "ffffffffffffffffffffffffffffffff", "started": "2020-01-01T00:00:00Z", "attrs": {"release": "app@1.0.0"}}).to_string()),
+                ("session", json!({"sid": "ffffffffffffffffffffffffffffffff", "started": iso(3600), "attrs": {"release": "app@1.0.0"}}).to_string()),
+                ("session", json!({"started": iso(-5), "attrs": {"release": "latest"}}).to_string()),
+                ("sessions", aggregates.to_string()),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains(&event_id), "{}", r.body);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app
+            .count(&format!("SELECT COUNT(*) FROM events WHERE event_id = '{event_id}'"))
+            .await
+            == 0
+        {
+            assert!(Instant::now() < deadline, "the event was not stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // 4 individual sessions + 7 aggregated.
+        wait_for_sessions(&app, 11).await;
+        let row = |col: &str| {
+            format!("SELECT CAST(SUM({col}) AS BIGINT) FROM session_counts WHERE release = 'app@1.0.0' AND environment = 'production'")
+        };
+        assert_eq!(app.count(&row("healthy")).await, 6, "{engine}");
+        assert_eq!(app.count(&row("errored")).await, 2, "{engine}");
+        assert_eq!(app.count(&row("unhandled")).await, 1, "{engine}");
+        assert_eq!(app.count(&row("crashed")).await, 2, "{engine}");
+        assert_eq!(app.count(&row("abnormal")).await, 0, "{engine}");
+        // u1 crashed (its worst session), u2 healthy.
+        assert_eq!(app.count(&row("users_crashed")).await, 1, "{engine}");
+        assert_eq!(app.count(&row("users_healthy")).await, 1, "{engine}");
+        assert_eq!(app.count(&row("users_errored")).await, 0, "{engine}");
+        // The outcomes of the dropped items are in the metrics.
+        let text = faultline_core::metrics::render();
+        for outcome in ["invalid_json", "unknown_status", "too_old", "in_future", "invalid_release"] {
+            assert!(
+                text.contains(&format!("item=\"session\",outcome=\"{outcome}\"")),
+                "{outcome} missing from metrics"
+            );
+        }
+        assert!(text.contains("item=\"sessions\",outcome=\"too_old\""));
+
+        // The Web API: totals and rates as Sentry computes them.
+        let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+            .await
+            .expect("token");
+        let base = format!("{}/api/0/organizations/acme/sessions/", app.url);
+        let (status, body) = get_json(
+            &format!("{base}?field=sum(session)&field=count_unique(user)&field=crash_free_rate(session)&field=crash_free_rate(user)&groupBy=release&statsPeriod=24h&interval=1h"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let groups = body["groups"].as_array().expect("groups");
+        assert_eq!(groups.len(), 1, "{body}");
+        let g = &groups[0];
+        assert_eq!(g["by"]["release"], "app@1.0.0");
+        assert_eq!(g["totals"]["sum(session)"], 11);
+        assert_eq!(g["totals"]["count_unique(user)"], 2);
+        let rate = g["totals"]["crash_free_rate(session)"].as_f64().expect("rate");
+        assert!((rate - 9.0 / 11.0).abs() < 1e-9, "{rate}");
+        assert_eq!(g["totals"]["crash_free_rate(user)"], 0.5);
+        let intervals = body["intervals"].as_array().expect("intervals");
+        assert!(intervals.len() == 24 || intervals.len() == 25, "{}", intervals.len());
+        let series = g["series"]["sum(session)"].as_array().expect("series");
+        assert_eq!(series.len(), intervals.len());
+        assert_eq!(series.iter().filter_map(Value::as_i64).sum::<i64>(), 11);
+        // By status: Sentry's four groups, errored including unhandled.
+        let (status, body) = get_json(
+            &format!("{base}?field=sum(session)&groupBy=session.status&statsPeriod=1d&query=release:app@1.0.0"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let by_status: std::collections::HashMap<String, i64> = body["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| {
+                (
+                    g["by"]["session.status"].as_str().unwrap_or_default().to_string(),
+                    g["totals"]["sum(session)"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        assert_eq!(by_status.get("healthy"), Some(&6));
+        assert_eq!(by_status.get("errored"), Some(&3));
+        assert_eq!(by_status.get("crashed"), Some(&2));
+        assert_eq!(by_status.get("abnormal"), Some(&0));
+        // Another release: nothing.
+        let (_, body) = get_json(
+            &format!("{base}?field=sum(session)&statsPeriod=1d&query=release:other"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(body["groups"][0]["totals"]["sum(session)"], 0, "{body}");
+
+        // Wrong auth: no token, another organization's token, a token without org:read,
+        // another organization's project, an unknown organization, garbage parameters.
+        let (status, _) = get_json(&format!("{base}?field=sum(session)"), None).await;
+        assert_eq!(status, 401);
+        faultline_app::cli::create_org(&app.db, "other", None, None)
+            .await
+            .expect("org");
+        let (other_project, _) =
+            faultline_app::cli::create_project(&app.db, "other", "site", None)
+                .await
+                .expect("project");
+        let other = faultline_app::cli::create_token(&app.db, "other", &[], "ci")
+            .await
+            .expect("token");
+        let (status, _) = get_json(&format!("{base}?field=sum(session)"), Some(&other)).await;
+        assert_eq!(status, 404, "another organization's token");
+        let (status, body) = get_json(
+            &format!("{}/api/0/organizations/other/sessions/?field=sum(session)&statsPeriod=1d", app.url),
+            Some(&other),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["groups"][0]["totals"]["sum(session)"], 0, "isolation: {body}");
+        let narrow = faultline_app::cli::create_token(
+            &app.db,
+            "acme",
+            &["project:releases".to_string()],
+            "narrow",
+        )
+        .await
+        .expect("token");
+        let (status, _) = get_json(&format!("{base}?field=sum(session)"), Some(&narrow)).await;
+        assert_eq!(status, 403, "a token without org:read");
+        let (status, _) = get_json(
+            &format!("{base}?field=sum(session)&statsPeriod=1d&project={other_project}"),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 403, "another organization's project");
+        let (status, body) = get_json(
+            &format!("{base}?field=sum(session)&statsPeriod=1d&project={}", app.project_id),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["groups"][0]["totals"]["sum(session)"], 11);
+        let (status, _) = get_json(
+            &format!("{}/api/0/organizations/nope/sessions/?field=sum(session)", app.url),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(status, 404);
+        for garbage in [
+            "",
+            "?field=nope",
+            "?field=sum(session)&interval=banana",
+            "?field=sum(session)&project=x",
+            "?field=crash_free_rate(user)&groupBy=session.status",
+            "?field=sum(session)&start=2020-13-45",
+        ] {
+            let (status, body) = get_json(&format!("{base}{garbage}"), Some(&token)).await;
+            assert_eq!(status, 400, "{garbage}: {body}");
+            assert!(body["detail"].is_string(), "{garbage}: {body}");
+        }
+    }
+}
+
+/// A redelivered aggregate job is not counted twice; a redelivered update changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_session_jobs_count_once_on_both_engines() {
+    use faultline_core::jobs::{EventJob, PayloadKind};
+    use faultline_worker::sessions::{read_job, store_batch};
+    for (engine, db) in faultline_core::db::testing::both().await.expect("databases") {
+        faultline_app::cli::create_org(&db, "acme", None, None)
+            .await
+            .expect("org");
+        let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+            .await
+            .expect("project");
+        let now = chrono::Utc::now().timestamp_millis();
+        let job = |kind, payload: String, id: &str| EventJob {
+            project_id,
+            event_id: id.into(),
+            received_ms: now,
+            kind,
+            payload: Some(serde_json::value::RawValue::from_string(payload).expect("raw")),
+            ..EventJob::default()
+        };
+        let agg = job(
+            PayloadKind::Sessions,
+            format!(
+                "[{}]",
+                json!({"aggregates": [{"started": iso(-10), "exited": 3, "crashed": 1, "did": "u9"}],
+                       "attrs": {"release": "r1"}})
+            ),
+            "job-1",
+        );
+        let upd = job(
+            PayloadKind::Session,
+            format!("[{}]", update("11111111111111111111111111111111", Some("u9"), true, "abnormal", 0)),
+            "job-2",
+        );
+        for _ in 0..2 {
+            let jobs = vec![read_job(&agg).expect("agg"), read_job(&upd).expect("upd")];
+            store_batch(&db, &jobs).await.expect("stored");
+        }
+        let sum = |col: &'static str| {
+            let db = db.clone();
+            async move {
+                faultline_core::sql::query_one(
+                    &db,
+                    &format!("SELECT CAST(SUM({col}) AS BIGINT) AS n FROM session_counts"),
+                    vec![],
+                )
+                .await
+                .expect("query")
+                .and_then(|r| r.try_get::<Option<i64>>("", "n").ok().flatten())
+                .unwrap_or(0)
+            }
+        };
+        assert_eq!(sum("healthy").await, 3, "{engine}");
+        assert_eq!(sum("crashed").await, 1, "{engine}");
+        assert_eq!(sum("abnormal").await, 1, "{engine}");
+        // u9: crashed in r1's aggregate, abnormal in app@1.0.0: one user per release.
+        assert_eq!(sum("users_crashed").await, 1, "{engine}");
+        assert_eq!(sum("users_abnormal").await, 1, "{engine}");
+        // A release that only sent sessions is listed.
+        let n = faultline_core::sql::query_one(
+            &db,
+            "SELECT COUNT(*) AS n FROM releases WHERE version IN ('r1', 'app@1.0.0')",
+            vec![],
+        )
+        .await
+        .expect("query")
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or(0);
+        assert_eq!(n, 2, "{engine}");
+    }
+}
