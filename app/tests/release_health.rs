@@ -83,7 +83,10 @@ async fn wait_for_sessions(app: &TestApp, total: i64) {
         if n == total {
             return;
         }
-        assert!(Instant::now() < deadline, "{n} sessions counted, expected {total}");
+        assert!(
+            Instant::now() < deadline,
+            "{n} sessions counted, expected {total}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -103,7 +106,10 @@ async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
         let mut resp = req.call().expect("request");
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     })
     .await
     .expect("task")
@@ -163,7 +169,9 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         assert!(r.body.contains(&event_id), "{}", r.body);
         let deadline = Instant::now() + Duration::from_secs(20);
         while app
-            .count(&format!("SELECT COUNT(*) FROM events WHERE event_id = '{event_id}'"))
+            .count(&format!(
+                "SELECT COUNT(*) FROM events WHERE event_id = '{event_id}'"
+            ))
             .await
             == 0
         {
@@ -173,7 +181,9 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         // 4 individual sessions + 7 aggregated.
         wait_for_sessions(&app, 11).await;
         let row = |col: &str| {
-            format!("SELECT CAST(SUM({col}) AS BIGINT) FROM session_counts WHERE release = 'app@1.0.0' AND environment = 'production'")
+            format!(
+                "SELECT CAST(SUM({col}) AS BIGINT) FROM session_counts WHERE release = 'app@1.0.0' AND environment = 'production'"
+            )
         };
         assert_eq!(app.count(&row("healthy")).await, 6, "{engine}");
         assert_eq!(app.count(&row("errored")).await, 2, "{engine}");
@@ -186,7 +196,13 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         assert_eq!(app.count(&row("users_errored")).await, 0, "{engine}");
         // The outcomes of the dropped items are in the metrics.
         let text = faultline_core::metrics::render();
-        for outcome in ["invalid_json", "unknown_status", "too_old", "in_future", "invalid_release"] {
+        for outcome in [
+            "invalid_json",
+            "unknown_status",
+            "too_old",
+            "in_future",
+            "invalid_release",
+        ] {
             assert!(
                 text.contains(&format!("item=\"session\",outcome=\"{outcome}\"")),
                 "{outcome} missing from metrics"
@@ -211,11 +227,17 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         assert_eq!(g["by"]["release"], "app@1.0.0");
         assert_eq!(g["totals"]["sum(session)"], 11);
         assert_eq!(g["totals"]["count_unique(user)"], 2);
-        let rate = g["totals"]["crash_free_rate(session)"].as_f64().expect("rate");
+        let rate = g["totals"]["crash_free_rate(session)"]
+            .as_f64()
+            .expect("rate");
         assert!((rate - 9.0 / 11.0).abs() < 1e-9, "{rate}");
         assert_eq!(g["totals"]["crash_free_rate(user)"], 0.5);
         let intervals = body["intervals"].as_array().expect("intervals");
-        assert!(intervals.len() == 24 || intervals.len() == 25, "{}", intervals.len());
+        assert!(
+            intervals.len() == 24 || intervals.len() == 25,
+            "{}",
+            intervals.len()
+        );
         let series = g["series"]["sum(session)"].as_array().expect("series");
         assert_eq!(series.len(), intervals.len());
         assert_eq!(series.iter().filter_map(Value::as_i64).sum::<i64>(), 11);
@@ -232,7 +254,10 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
             .iter()
             .map(|g| {
                 (
-                    g["by"]["session.status"].as_str().unwrap_or_default().to_string(),
+                    g["by"]["session.status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
                     g["totals"]["sum(session)"].as_i64().unwrap_or(-1),
                 )
             })
@@ -256,22 +281,27 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         faultline_app::cli::create_org(&app.db, "other", None, None)
             .await
             .expect("org");
-        let (other_project, _) =
-            faultline_app::cli::create_project(&app.db, "other", "site", None)
-                .await
-                .expect("project");
+        let (other_project, _) = faultline_app::cli::create_project(&app.db, "other", "site", None)
+            .await
+            .expect("project");
         let other = faultline_app::cli::create_token(&app.db, "other", &[], "ci")
             .await
             .expect("token");
         let (status, _) = get_json(&format!("{base}?field=sum(session)"), Some(&other)).await;
         assert_eq!(status, 404, "another organization's token");
         let (status, body) = get_json(
-            &format!("{}/api/0/organizations/other/sessions/?field=sum(session)&statsPeriod=1d", app.url),
+            &format!(
+                "{}/api/0/organizations/other/sessions/?field=sum(session)&statsPeriod=1d",
+                app.url
+            ),
             Some(&other),
         )
         .await;
         assert_eq!(status, 200);
-        assert_eq!(body["groups"][0]["totals"]["sum(session)"], 0, "isolation: {body}");
+        assert_eq!(
+            body["groups"][0]["totals"]["sum(session)"], 0,
+            "isolation: {body}"
+        );
         let narrow = faultline_app::cli::create_token(
             &app.db,
             "acme",
@@ -289,18 +319,25 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         .await;
         assert_eq!(status, 403, "another organization's project");
         let (status, body) = get_json(
-            &format!("{base}?field=sum(session)&statsPeriod=1d&project={}", app.project_id),
+            &format!(
+                "{base}?field=sum(session)&statsPeriod=1d&project={}",
+                app.project_id
+            ),
             Some(&token),
         )
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["groups"][0]["totals"]["sum(session)"], 11);
         let (status, _) = get_json(
-            &format!("{}/api/0/organizations/nope/sessions/?field=sum(session)", app.url),
+            &format!(
+                "{}/api/0/organizations/nope/sessions/?field=sum(session)",
+                app.url
+            ),
             Some(&token),
         )
         .await;
         assert_eq!(status, 404);
+        pages(&app).await;
         for garbage in [
             "",
             "?field=nope",
@@ -321,7 +358,10 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
 async fn redelivered_session_jobs_count_once_on_both_engines() {
     use faultline_core::jobs::{EventJob, PayloadKind};
     use faultline_worker::sessions::{read_job, store_batch};
-    for (engine, db) in faultline_core::db::testing::both().await.expect("databases") {
+    for (engine, db) in faultline_core::db::testing::both()
+        .await
+        .expect("databases")
+    {
         faultline_app::cli::create_org(&db, "acme", None, None)
             .await
             .expect("org");
@@ -348,7 +388,16 @@ async fn redelivered_session_jobs_count_once_on_both_engines() {
         );
         let upd = job(
             PayloadKind::Session,
-            format!("[{}]", update("11111111111111111111111111111111", Some("u9"), true, "abnormal", 0)),
+            format!(
+                "[{}]",
+                update(
+                    "11111111111111111111111111111111",
+                    Some("u9"),
+                    true,
+                    "abnormal",
+                    0
+                )
+            ),
             "job-2",
         );
         for _ in 0..2 {
@@ -386,5 +435,150 @@ async fn redelivered_session_jobs_count_once_on_both_engines() {
         .and_then(|r| r.try_get::<i64>("", "n").ok())
         .unwrap_or(0);
         assert_eq!(n, 2, "{engine}");
+    }
+}
+
+/// A logged-in member's browser: GET with the session cookie, no redirects followed.
+async fn page(
+    url: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (u16, String, Option<String>) {
+    let url = url.to_string();
+    let cookie = cookie.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .new_agent();
+        let mut resp = match form {
+            Some(f) => {
+                let mut req = agent
+                    .post(&url)
+                    .header("Content-Type", "application/x-www-form-urlencoded");
+                if let Some(c) = &cookie {
+                    req = req.header("Cookie", c);
+                }
+                req.send(f.as_bytes())
+            }
+            None => {
+                let mut req = agent.get(&url);
+                if let Some(c) = &cookie {
+                    req = req.header("Cookie", c);
+                }
+                req.call()
+            }
+        }
+        .expect("request");
+        let set = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|v| v.starts_with("faultline_session="))
+            .map(str::to_string);
+        let status = resp.status().as_u16();
+        (
+            status,
+            resp.body_mut().read_to_string().unwrap_or_default(),
+            set,
+        )
+    })
+    .await
+    .expect("task")
+}
+
+async fn login(app: &TestApp, email: &str) -> String {
+    const PASSWORD: &str = "correct horse battery";
+    faultline_app::cli::create_user(&app.db, email, PASSWORD, false)
+        .await
+        .expect("user");
+    use sea_orm::ConnectionTrait;
+    let backend = app.db.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "INSERT INTO members (organization_id, user_id, role, created_at) \
+         SELECT o.id, u.id, 'member', 0 FROM organizations o, users u WHERE o.slug = 'acme' AND u.email = $1"
+    } else {
+        "INSERT INTO members (organization_id, user_id, role, created_at) \
+         SELECT o.id, u.id, 'member', 0 FROM organizations o, users u WHERE o.slug = 'acme' AND u.email = ?"
+    };
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [email.into()],
+        ))
+        .await
+        .expect("member");
+    let (_, body, cookie) = page(&format!("{}/login", app.url), None, None).await;
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("csrf") + marker.len();
+    let end = body[start..].find('"').expect("csrf end") + start;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &body[start..end])
+        .append_pair("email", email)
+        .append_pair("password", PASSWORD)
+        .finish();
+    let (status, _, cookie) =
+        page(&format!("{}/login", app.url), cookie.as_deref(), Some(form)).await;
+    assert_eq!(status, 303, "logged in");
+    cookie.expect("session cookie")
+}
+
+/// The releases page, the release page and the project page show the same rates as the
+/// API; another organization's pages and a missing release are 404.
+async fn pages(app: &TestApp) {
+    let cookie = login(
+        app,
+        &format!("m{}@example.com", uuid::Uuid::new_v4().simple()),
+    )
+    .await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", app.url);
+        let cookie = cookie.clone();
+        async move { page(&url, Some(&cookie), None).await }
+    };
+    let (status, body, _) = get("/organizations/acme/projects/web/releases").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Release health"), "{body}");
+    // 9 of 11 sessions did not crash; 1 of 2 users did.
+    assert!(
+        body.contains("81.81%"),
+        "crash-free sessions on the releases page"
+    );
+    assert!(
+        body.contains("50.00%"),
+        "crash-free users on the releases page"
+    );
+    assert!(body.contains("100.0%"), "adoption: the only release");
+    let (status, body, _) =
+        get("/organizations/acme/release?version=app%401.0.0&project=web").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("81.81%") && body.contains("50.00%"),
+        "release page"
+    );
+    assert!(
+        body.contains("class=\"s-crashed\"") && body.contains("class=\"s-healthy\""),
+        "chart"
+    );
+    assert!(body.contains("11 sessions"), "chart total");
+    let (status, body, _) = get("/organizations/acme/projects/web").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Current releases") && body.contains("81.81%"),
+        "project page"
+    );
+    for path in [
+        "/organizations/acme/release?version=nope",
+        "/organizations/acme/release?version=%00%ff",
+        "/organizations/other/release?version=app%401.0.0",
+        "/organizations/other/projects/site/releases",
+        "/organizations/other/projects/site",
+    ] {
+        let (status, _, _) = get(path).await;
+        assert_eq!(status, 404, "{path}");
     }
 }

@@ -222,9 +222,7 @@ pub async fn query(db: &impl ConnectionTrait, q: &Query) -> Result<Vec<Group>, D
             let did: String = row.try_get("", "did")?;
             let health = Health::from_i16(row.try_get::<i64>("", "status")? as i16);
             let key = q.key(project, &release, &environment);
-            let t = totals
-                .entry((key.clone(), did.clone()))
-                .or_insert(health);
+            let t = totals.entry((key.clone(), did.clone())).or_insert(health);
             *t = (*t).max(health);
             if let Some(slot) = q.slot(bucket) {
                 let s = series.entry((key, slot, did)).or_insert(health);

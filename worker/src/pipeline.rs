@@ -500,7 +500,9 @@ pub fn prepare(job: EventJob) -> Result<Stage, PipelineError> {
         PayloadKind::SecurityReport => normalize::normalize_security_report(raw, &ctx),
         // Counted by `sessions`, never prepared as events.
         PayloadKind::Session | PayloadKind::Sessions => {
-            return Err(PipelineError::Invalid("a session job is not an event".into()));
+            return Err(PipelineError::Invalid(
+                "a session job is not an event".into(),
+            ));
         }
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;

@@ -313,7 +313,10 @@ async fn claim_aggregate_jobs(
     for s in bulk_insert(
         backend,
         "INSERT INTO session_aggregate_jobs (job_id, received)",
-        &[Col("text", ArrayType::String), Col("bigint", ArrayType::BigInt)],
+        &[
+            Col("text", ArrayType::String),
+            Col("bigint", ArrayType::BigInt),
+        ],
         rows,
         "ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
         SQLITE_CHUNK,
@@ -382,9 +385,25 @@ async fn count_sessions(
     let mut known: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     for ((project, sid), a) in sessions {
         if inserted.contains(&(*project, sid.clone())) {
-            add(deltas, (*project, a.release.clone(), a.environment.clone(), a.bucket), a.health, 0, 1);
+            add(
+                deltas,
+                (*project, a.release.clone(), a.environment.clone(), a.bucket),
+                a.health,
+                0,
+                1,
+            );
             if let Some(did) = &a.did {
-                add_user(users, (*project, a.release.clone(), a.environment.clone(), a.bucket, did.clone()), a.health);
+                add_user(
+                    users,
+                    (
+                        *project,
+                        a.release.clone(),
+                        a.environment.clone(),
+                        a.bucket,
+                        did.clone(),
+                    ),
+                    a.health,
+                );
             }
         } else {
             known.entry(*project).or_default().push(sid.clone());
@@ -426,7 +445,8 @@ async fn count_sessions(
                 let release: String = row.try_get("", "release")?;
                 let environment: String = row.try_get("", "environment")?;
                 let bucket: i64 = row.try_get("", "bucket")?;
-                let did: Option<String> = row.try_get::<Option<String>>("", "did")?.or(a.did.clone());
+                let did: Option<String> =
+                    row.try_get::<Option<String>>("", "did")?.or(a.did.clone());
                 txn.execute_raw(stmt(
                     backend,
                     "UPDATE session_states SET status = ?, did = ?, updated = ? WHERE project_id = ? AND sid = ?",
@@ -512,7 +532,13 @@ async fn count_users(
     let mut known: BTreeMap<CountKey, Vec<String>> = BTreeMap::new();
     for (key, h) in users {
         if inserted.contains(key) {
-            add(deltas, (key.0, key.1.clone(), key.2.clone(), key.3), *h, 5, 1);
+            add(
+                deltas,
+                (key.0, key.1.clone(), key.2.clone(), key.3),
+                *h,
+                5,
+                1,
+            );
         } else {
             known
                 .entry((key.0, key.1.clone(), key.2.clone(), key.3))

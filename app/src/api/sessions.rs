@@ -16,7 +16,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource([
             "/organizations/{org}/sessions",
             "/organizations/{org}/sessions/",
-        ]).route(web::get().to(org_sessions)),
+        ])
+        .route(web::get().to(org_sessions)),
     );
 }
 
@@ -54,7 +55,11 @@ impl Field {
     }
 
     /// The value for counts restricted to `states` (a `session.status` group) or all.
-    fn value(self, c: &Counts, states: Option<&[faultline_core::protocol::session::Health]>) -> Json {
+    fn value(
+        self,
+        c: &Counts,
+        states: Option<&[faultline_core::protocol::session::Health]>,
+    ) -> Json {
         let pick = |arr: &[i64; 5]| -> i64 {
             match states {
                 Some(states) => states.iter().map(|h| arr[h.index()]).sum(),
@@ -116,7 +121,11 @@ fn time_ms(s: &str) -> ApiResult<i64> {
 
 /// `release:X`, `release:"X Y"`, `release:[a,b]`, `environment:X` terms; `OR`/`AND`
 /// between terms of one key widen the list. Other keys: 400, as Sentry's sessions backend.
-fn parse_query(q: &str, releases: &mut Vec<String>, environments: &mut Vec<String>) -> ApiResult<()> {
+fn parse_query(
+    q: &str,
+    releases: &mut Vec<String>,
+    environments: &mut Vec<String>,
+) -> ApiResult<()> {
     let mut tokens = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -139,7 +148,9 @@ fn parse_query(q: &str, releases: &mut Vec<String>, environments: &mut Vec<Strin
             continue;
         }
         let Some((key, value)) = t.split_once(':') else {
-            return Err(ApiError::bad_request(format!("Invalid query field: \"{t}\"")));
+            return Err(ApiError::bad_request(format!(
+                "Invalid query field: \"{t}\""
+            )));
         };
         let values: Vec<String> = match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
             Some(list) => list.split(',').map(|v| v.trim().to_string()).collect(),
@@ -175,7 +186,9 @@ fn parse(pairs: &[(String, String)], now_ms: i64) -> ApiResult<(Params, Vec<Stri
                 "environment" => GroupBy::Environment,
                 "session.status" => GroupBy::Status,
                 other => {
-                    return Err(ApiError::bad_request(format!("Invalid groupBy: \"{other}\"")));
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid groupBy: \"{other}\""
+                    )));
                 }
             }),
             "start" => start = Some(time_ms(v)?),
@@ -186,9 +199,10 @@ fn parse(pairs: &[(String, String)], now_ms: i64) -> ApiResult<(Params, Vec<Stri
                 })?)
             }
             "interval" => {
-                interval = Some(duration_ms(v).ok_or_else(|| {
-                    ApiError::bad_request(format!("Invalid interval: \"{v}\""))
-                })?)
+                interval =
+                    Some(duration_ms(v).ok_or_else(|| {
+                        ApiError::bad_request(format!("Invalid interval: \"{v}\""))
+                    })?)
             }
             "project" => project_params.push(v.clone()),
             "environment" => environments.push(v.clone()),
@@ -308,7 +322,11 @@ async fn org_sessions(
         }
         wanted.push(id);
     }
-    params.projects = if wanted.is_empty() { org_projects } else { wanted };
+    params.projects = if wanted.is_empty() {
+        org_projects
+    } else {
+        wanted
+    };
     Ok(HttpResponse::Ok().json(answer(&auth, &params).await?))
 }
 
@@ -356,15 +374,17 @@ async fn answer(auth: &ApiAuth, p: &Params) -> ApiResult<Json> {
                 GroupBy::Status => {}
             }
         }
-        let statuses: Vec<(Option<&str>, Option<&[faultline_core::protocol::session::Health]>)> =
-            if by_status {
-                STATUS_GROUPS
-                    .iter()
-                    .map(|(name, states)| (Some(*name), Some(*states)))
-                    .collect()
-            } else {
-                vec![(None, None)]
-            };
+        let statuses: Vec<(
+            Option<&str>,
+            Option<&[faultline_core::protocol::session::Health]>,
+        )> = if by_status {
+            STATUS_GROUPS
+                .iter()
+                .map(|(name, states)| (Some(*name), Some(*states)))
+                .collect()
+        } else {
+            vec![(None, None)]
+        };
         for (status, states) in statuses {
             let mut by = by.clone();
             if let Some(s) = status {
@@ -399,7 +419,9 @@ mod tests {
     use super::*;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -408,17 +430,45 @@ mod tests {
         let bad = [
             (vec![], "Request is missing a \"field\""),
             (vec![("field", "sum(sessions)")], "Invalid field"),
-            (vec![("field", "sum(session)"), ("groupBy", "user")], "Invalid groupBy"),
             (
-                vec![("field", "crash_free_rate(session)"), ("groupBy", "session.status")],
+                vec![("field", "sum(session)"), ("groupBy", "user")],
+                "Invalid groupBy",
+            ),
+            (
+                vec![
+                    ("field", "crash_free_rate(session)"),
+                    ("groupBy", "session.status"),
+                ],
                 "Cannot group field crash_free_rate(session) by session.status",
             ),
-            (vec![("field", "sum(session)"), ("interval", "30m")], "multiple of"),
-            (vec![("field", "sum(session)"), ("interval", "5h")], "divide one day"),
-            (vec![("field", "sum(session)"), ("statsPeriod", "forever")], "Invalid statsPeriod"),
-            (vec![("field", "sum(session)"), ("statsPeriod", "90d")], "too many results"),
-            (vec![("field", "sum(session)"), ("query", "user:x")], "Invalid query field"),
-            (vec![("field", "sum(session)"), ("start", "yesterday"), ("end", "now")], "Invalid date"),
+            (
+                vec![("field", "sum(session)"), ("interval", "30m")],
+                "multiple of",
+            ),
+            (
+                vec![("field", "sum(session)"), ("interval", "5h")],
+                "divide one day",
+            ),
+            (
+                vec![("field", "sum(session)"), ("statsPeriod", "forever")],
+                "Invalid statsPeriod",
+            ),
+            (
+                vec![("field", "sum(session)"), ("statsPeriod", "90d")],
+                "too many results",
+            ),
+            (
+                vec![("field", "sum(session)"), ("query", "user:x")],
+                "Invalid query field",
+            ),
+            (
+                vec![
+                    ("field", "sum(session)"),
+                    ("start", "yesterday"),
+                    ("end", "now"),
+                ],
+                "Invalid date",
+            ),
         ];
         for (q, why) in bad {
             let e = parse(&pairs(&q), now).expect_err(why);
@@ -430,7 +480,10 @@ mod tests {
                 ("field", "sum(session)"),
                 ("statsPeriod", "24h"),
                 ("interval", "1d"),
-                ("query", "release:\"app@1.0 beta\" OR release:[a,b] environment:prod"),
+                (
+                    "query",
+                    "release:\"app@1.0 beta\" OR release:[a,b] environment:prod",
+                ),
             ]),
             now,
         )

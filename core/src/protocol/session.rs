@@ -360,16 +360,13 @@ fn attributes(raw: RawAttrs) -> Result<SessionAttributes, Rejection> {
             release.chars().take(64).collect::<String>()
         )));
     }
-    let environment = raw
-        .environment
-        .map(|e| e.trim().to_string())
-        .filter(|e| {
-            !e.is_empty()
-                && e.len() <= 64
-                && !matches!(e.as_str(), "." | "..")
-                && !e.eq_ignore_ascii_case("none")
-                && !e.contains(forbidden)
-        });
+    let environment = raw.environment.map(|e| e.trim().to_string()).filter(|e| {
+        !e.is_empty()
+            && e.len() <= 64
+            && !matches!(e.as_str(), "." | "..")
+            && !e.eq_ignore_ascii_case("none")
+            && !e.contains(forbidden)
+    });
     Ok(SessionAttributes {
         release: release.to_string(),
         environment,
@@ -499,7 +496,10 @@ mod tests {
                 "invalid_release",
             ),
             (
-                format!(r#"{{{ok_start},"attrs":{{"release":"{}"}}}}"#, "x".repeat(201)),
+                format!(
+                    r#"{{{ok_start},"attrs":{{"release":"{}"}}}}"#,
+                    "x".repeat(201)
+                ),
                 "invalid_release",
             ),
             (
@@ -531,7 +531,9 @@ mod tests {
                 "in_future",
             ),
             (
-                format!(r#"{{{ok_start},"timestamp":"2026-01-01T11:00:00Z","attrs":{{"release":"r"}}}}"#),
+                format!(
+                    r#"{{{ok_start},"timestamp":"2026-01-01T11:00:00Z","attrs":{{"release":"r"}}}}"#
+                ),
                 "in_future",
             ),
         ];
@@ -546,7 +548,15 @@ mod tests {
 
     #[test]
     fn an_invalid_environment_is_removed_and_the_session_kept() {
-        for env in ["none", "None", ".", "..", "a/b", "tab\there", &"e".repeat(65)] {
+        for env in [
+            "none",
+            "None",
+            ".",
+            "..",
+            "a/b",
+            "tab\there",
+            &"e".repeat(65),
+        ] {
             let json = format!(
                 r#"{{"started":"2026-01-01T09:59:00Z","attrs":{{"release":"r","environment":{}}}}}"#,
                 serde_json::to_string(env).expect("string")
@@ -601,6 +611,10 @@ mod tests {
             r#"{{"started":"2026-01-01T09:59:00Z","did":"{did}","attrs":{{"release":"r"}}}}"#
         );
         let u = update(&json).expect("valid");
-        assert!(u.did.as_ref().is_some_and(|d| d.len() <= 128 && d.starts_with('é')));
+        assert!(
+            u.did
+                .as_ref()
+                .is_some_and(|d| d.len() <= 128 && d.starts_with('é'))
+        );
     }
 }
