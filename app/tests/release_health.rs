@@ -582,3 +582,75 @@ async fn pages(app: &TestApp) {
         assert_eq!(status, 404, "{path}");
     }
 }
+
+/// Two workers counting updates of the same sessions at once (PostgreSQL, where they
+/// really run in parallel): every session still counts exactly once, with its worst state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_workers_count_each_session_once_on_postgres() {
+    use faultline_core::jobs::{EventJob, PayloadKind};
+    use faultline_worker::sessions::{read_job, store_batch};
+    let db = faultline_core::db::testing::postgres()
+        .await
+        .expect("postgres");
+    faultline_app::cli::create_org(&db, "acme", None, None)
+        .await
+        .expect("org");
+    let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+        .await
+        .expect("project");
+    let now = chrono::Utc::now().timestamp_millis();
+    let sids: Vec<String> = (0..300)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let job = |status: &str, user: &str| {
+        let items: Vec<String> = sids
+            .iter()
+            .map(|sid| update(sid, Some(user), true, status, 0))
+            .collect();
+        let job = EventJob {
+            project_id,
+            event_id: uuid::Uuid::new_v4().simple().to_string(),
+            received_ms: now,
+            kind: PayloadKind::Session,
+            payload: Some(
+                serde_json::value::RawValue::from_string(format!("[{}]", items.join(",")))
+                    .expect("raw"),
+            ),
+            ..EventJob::default()
+        };
+        read_job(&job).expect("job")
+    };
+    for round in 0..3 {
+        let (a, b) = (job("exited", "racer"), job("crashed", "racer"));
+        let (db1, db2) = (db.clone(), db.clone());
+        let t1 = tokio::spawn(async move { store_batch(&db1, &[a]).await });
+        let t2 = tokio::spawn(async move { store_batch(&db2, &[b]).await });
+        // A deadlock or serialization failure is retried, as the pipeline does.
+        for (t, status) in [(t1, "exited"), (t2, "crashed")] {
+            if let Err(e) = t.await.expect("task") {
+                eprintln!("round {round}: {e}; retrying");
+                store_batch(&db, &[job(status, "racer")])
+                    .await
+                    .expect("retry");
+            }
+        }
+    }
+    let sum = |col: &'static str| {
+        let db = db.clone();
+        async move {
+            faultline_core::sql::query_one(
+                &db,
+                &format!("SELECT CAST(SUM({col}) AS BIGINT) AS n FROM session_counts"),
+                vec![],
+            )
+            .await
+            .expect("query")
+            .and_then(|r| r.try_get::<Option<i64>>("", "n").ok().flatten())
+            .unwrap_or(0)
+        }
+    };
+    assert_eq!(sum("crashed").await, 300);
+    assert_eq!(sum("healthy").await, 0);
+    assert_eq!(sum("users_crashed").await, 1);
+    assert_eq!(sum("users_healthy").await, 0);
+}
