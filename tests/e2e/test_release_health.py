@@ -229,3 +229,37 @@ def test_bad_session_items_are_dropped_alone(server):
     for outcome in ["invalid_json", "unknown_status", "too_old", "in_future"]:
         assert f'item="session",outcome="{outcome}"' in metrics, outcome
     assert 'item="sessions",outcome="too_old"' in metrics
+
+
+NODE_SCRIPT = r"""
+const Sentry = require('@sentry/node');
+const how = process.argv[1];
+Sentry.init({ dsn: process.env.SENTRY_DSN, release: process.env.RELEASE, environment: 'production' });
+Sentry.setUser({ id: 'node-' + how });
+if (how === 'handled') {
+  try { JSON.parse('{not json'); } catch (e) { Sentry.captureException(e); }
+}
+if (how === 'uncaught') {
+  setTimeout(() => { throw new Error('node script died'); }, 100);
+}
+"""
+
+
+def test_node_sdk_process_sessions(server):
+    """@sentry/node sends its process session by itself: ended healthy, after a handled
+    error (an update on the error, another at exit) and crashed on an uncaught error."""
+    from conftest import WORK
+
+    release = f"node-health@{uuid.uuid4().hex[:6]}"
+    for how in ["healthy", "handled", "uncaught"]:
+        out = subprocess.run(
+            ["node", "-e", NODE_SCRIPT, how], cwd=WORK / "node", capture_output=True, text=True,
+            timeout=60, env=dict(__import__("os").environ, SENTRY_DSN=server.dsn, RELEASE=release),
+        )
+        assert (out.returncode != 0) == (how == "uncaught"), out.stderr
+    wait_for_counts(server, release, (1, 1, 1, 0))
+    token = server.cli("token", "create", "--org", "acme")
+    status, body = api(server, token, f"field=crash_free_rate(user)&field=count_unique(user)&statsPeriod=24h&query=release:{release}")
+    assert status == 200, body
+    assert body["groups"][0]["totals"]["count_unique(user)"] == 3
+    assert abs(body["groups"][0]["totals"]["crash_free_rate(user)"] - 2 / 3) < 1e-9
