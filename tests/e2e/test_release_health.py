@@ -263,3 +263,77 @@ def test_node_sdk_process_sessions(server):
     assert status == 200, body
     assert body["groups"][0]["totals"]["count_unique(user)"] == 3
     assert abs(body["groups"][0]["totals"]["crash_free_rate(user)"] - 2 / 3) < 1e-9
+
+
+BROWSER_APP = r"""
+import * as Sentry from '@sentry/browser';
+Sentry.init({ dsn: window.FAULTLINE_DSN, release: window.RELEASE });
+if (window.HOW === 'uncaught') {
+  setTimeout(() => { throw new Error('page broke'); }, 50);
+}
+setTimeout(async () => {
+  await Sentry.flush(5000);
+  console.log('FAULTLINE_IDS {}');
+}, 500);
+"""
+
+
+def test_browser_sdk_page_loads_are_sessions(server, tmp_path):
+    """@sentry/browser in headless Chromium: a page load is a session; an unhandled error
+    that does not end the page marks it `unhandled`: errored in the rates (crash-free
+    stays 100 %), counted on its own too."""
+    import functools
+    import http.server
+    import os
+    import threading
+    from pathlib import Path
+
+    from conftest import WORK, free_port
+
+    node = WORK / "node"
+    here = Path(__file__).resolve().parent
+    (tmp_path / "src.js").write_text(BROWSER_APP)
+    built = subprocess.run(
+        [str(node / "node_modules" / ".bin" / "esbuild"), str(tmp_path / "src.js"), "--bundle",
+         f"--outfile={tmp_path / 'app.js'}"],
+        cwd=node, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, NODE_PATH=str(node / "node_modules")),
+    )
+    assert built.returncode == 0, built.stderr
+    release = f"web-health@{uuid.uuid4().hex[:6]}"
+    for how in ["healthy", "uncaught"]:
+        (tmp_path / f"{how}.html").write_text(
+            "<!doctype html><html><head><meta charset=utf-8><title>shop</title></head><body>"
+            f"<script>window.FAULTLINE_DSN = {json.dumps(server.dsn)}; window.RELEASE = {json.dumps(release)};"
+            f" window.HOW = {json.dumps(how)};</script><script src=app.js></script></body></html>"
+        )
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for how in ["healthy", "uncaught"]:
+            out = subprocess.run(
+                ["node", str(here / "browser" / "run.js"), f"http://localhost:{port}/{how}.html"],
+                cwd=node, capture_output=True, text=True, timeout=90,
+                env=dict(os.environ, NODE_PATH=str(node / "node_modules")),
+            )
+            assert out.returncode == 0, out.stderr
+    finally:
+        httpd.shutdown()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with server.db() as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(healthy), 0), COALESCE(SUM(errored), 0), COALESCE(SUM(unhandled), 0), "
+                "COALESCE(SUM(crashed), 0) FROM session_counts WHERE release = ?", (release,)).fetchone()
+        if tuple(row) == (1, 0, 1, 0):
+            break
+        time.sleep(0.2)
+    assert tuple(row) == (1, 0, 1, 0), (tuple(row), server.tail_log())
+    token = server.cli("token", "create", "--org", "acme")
+    status, body = api(server, token, f"field=crash_free_rate(session)&statsPeriod=24h&query=release:{release}")
+    assert status == 200 and body["groups"][0]["totals"]["crash_free_rate(session)"] == 1.0, body
+    status, body = api(server, token, f"field=sum(session)&groupBy=session.status&statsPeriod=24h&query=release:{release}")
+    by_status = {g["by"]["session.status"]: g["totals"]["sum(session)"] for g in body["groups"]}
+    assert by_status == {"healthy": 1, "errored": 1, "crashed": 0, "abnormal": 0}, body
