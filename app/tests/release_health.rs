@@ -654,3 +654,34 @@ async fn racing_workers_count_each_session_once_on_postgres() {
     assert_eq!(sum("users_crashed").await, 1);
     assert_eq!(sum("users_healthy").await, 0);
 }
+
+/// A device whose clock is two days behind: its envelope's `sent_at` says so, and its
+/// session (started "two days ago" by its clock) is moved to now and counted, as Relay
+/// does, instead of being dropped as too old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_clock_is_corrected_by_sent_at_on_both_engines() {
+    for engine in ["sqlite", "postgres"] {
+        let app = spawn(engine).await;
+        let behind = |secs: i64| iso(secs - 2 * 24 * 3600);
+        let item = json!({"sid": uuid::Uuid::new_v4().simple().to_string(), "init": true,
+            "started": behind(-30), "status": "exited", "attrs": {"release": "clock@1"}})
+        .to_string();
+        let mut body = json!({"sent_at": behind(0)}).to_string().into_bytes();
+        body.push(b'\n');
+        body.extend_from_slice(&envelope(&[("session", item)])[3..]);
+        let r = post(
+            &app.envelope_url(),
+            &[
+                ("X-Sentry-Auth", &app.auth_header()),
+                ("Content-Type", "application/x-sentry-envelope"),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        wait_for_sessions(&app, 1).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let bucket = app.count("SELECT MAX(bucket) FROM session_counts").await;
+        assert!(now - bucket < 2 * 3_600_000, "{engine}: counted in the hour it really started");
+    }
+}

@@ -76,6 +76,14 @@ pub fn read_job(job: &EventJob) -> Result<SessionJob, PipelineError> {
         .map_err(|e| PipelineError::Invalid(e.to_string()))?;
     let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&raw)
         .map_err(|e| PipelineError::Invalid(format!("session job is not a JSON array: {e}")))?;
+    // The same correction ingest applied when it checked the items.
+    let drift_ms = session::clock_drift_ms(
+        job.sent_at
+            .as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.timestamp_millis()),
+        job.received_ms,
+    );
     let mut out = SessionJob {
         job_id: job.event_id.clone(),
         project_id: job.project_id,
@@ -85,12 +93,12 @@ pub fn read_job(job: &EventJob) -> Result<SessionJob, PipelineError> {
         let bytes = item.get().as_bytes();
         match job.kind {
             PayloadKind::Session => {
-                if let Ok(u) = session::parse_update(bytes, job.received_ms) {
+                if let Ok(u) = session::parse_update_drifted(bytes, job.received_ms, drift_ms) {
                     out.updates.push(u);
                 }
             }
             PayloadKind::Sessions => {
-                if let Ok(a) = session::parse_aggregates(bytes, job.received_ms) {
+                if let Ok(a) = session::parse_aggregates_drifted(bytes, job.received_ms, drift_ms) {
                     out.aggregates.push(a);
                 }
             }

@@ -594,7 +594,13 @@ async fn accept_envelope(
     // whole envelope (Relay does the same), unsupported items are dropped silently, and an
     // invalid session item is dropped alone (counted with its reason).
     let mut event_item = None;
-    let mut health = HealthItems::default();
+    let mut health = HealthItems {
+        drift_ms: faultline_core::protocol::session::clock_drift_ms(
+            envelope.headers.sent_at.map(|t| t.timestamp_millis()),
+            meta.received_ms,
+        ),
+        ..HealthItems::default()
+    };
     for item in &envelope.items {
         match item.headers.ty {
             ItemType::Event | ItemType::Security | ItemType::RawSecurity => {
@@ -688,6 +694,8 @@ fn check_event_item(
 /// sees items it can count.
 #[derive(Default)]
 struct HealthItems {
+    /// How far the sender's clock is off (its times are moved by this much).
+    drift_ms: i64,
     seen: usize,
     updates: Vec<Bytes>,
     aggregates: Vec<Bytes>,
@@ -702,9 +710,9 @@ impl HealthItems {
         let checked = if self.seen > session::MAX_ITEMS_PER_ENVELOPE {
             Err(Rejection::TooMany)
         } else if is_update {
-            session::parse_update(&item.payload, received_ms).map(|_| ())
+            session::parse_update_drifted(&item.payload, received_ms, self.drift_ms).map(|_| ())
         } else {
-            session::parse_aggregates(&item.payload, received_ms).map(|a| {
+            session::parse_aggregates_drifted(&item.payload, received_ms, self.drift_ms).map(|a| {
                 // Buckets out of range are dropped one by one.
                 for why in &a.dropped {
                     count_session_item(label, why.outcome());

@@ -251,8 +251,33 @@ struct RawAggregates {
     attrs: RawAttrs,
 }
 
+/// Smallest difference between the envelope's `sent_at` and our clock that counts as a
+/// wrong client clock (Relay's 55 minutes).
+pub const MINIMUM_CLOCK_DRIFT_MS: i64 = 55 * 60 * 1000;
+
+/// How far to move a client's times (`received - sent_at`) when its clock is off by at
+/// least [`MINIMUM_CLOCK_DRIFT_MS`]; 0 otherwise (and without `sent_at`).
+pub fn clock_drift_ms(sent_at_ms: Option<i64>, received_ms: i64) -> i64 {
+    match sent_at_ms {
+        Some(sent) if received_ms.saturating_sub(sent).abs() >= MINIMUM_CLOCK_DRIFT_MS => {
+            received_ms.saturating_sub(sent)
+        }
+        _ => 0,
+    }
+}
+
 /// Reads a `session` item received at `received_ms` (Unix ms).
 pub fn parse_update(payload: &[u8], received_ms: i64) -> Result<SessionUpdate, Rejection> {
+    parse_update_drifted(payload, received_ms, 0)
+}
+
+/// [`parse_update`] for a client whose clock is `drift_ms` behind ours ([`clock_drift_ms`]):
+/// its times are moved by that much before they are checked, as Relay does.
+pub fn parse_update_drifted(
+    payload: &[u8],
+    received_ms: i64,
+    drift_ms: i64,
+) -> Result<SessionUpdate, Rejection> {
     let raw: RawUpdate =
         serde_json::from_slice(payload).map_err(|e| Rejection::InvalidJson(e.to_string()))?;
     let status = match raw.status.as_deref() {
@@ -265,11 +290,11 @@ pub fn parse_update(payload: &[u8], received_ms: i64) -> Result<SessionUpdate, R
             .map_err(|e| Rejection::InvalidJson(format!("sid: {e}")))?,
     };
     let attrs = attributes(raw.attrs)?;
-    let started = time(&raw.started, "started")?;
+    let started = shift(time(&raw.started, "started")?, drift_ms);
     // A missing update time is the time it arrived; one before the start is the start.
     let timestamp = match &raw.timestamp {
         None | Some(Value::Null) => ms_to_time(received_ms),
-        Some(v) => time(v, "timestamp")?,
+        Some(v) => shift(time(v, "timestamp")?, drift_ms),
     }
     .max(started);
     within_limits(started, received_ms)?;
@@ -290,13 +315,22 @@ pub fn parse_update(payload: &[u8], received_ms: i64) -> Result<SessionUpdate, R
 
 /// Reads a `sessions` item received at `received_ms` (Unix ms).
 pub fn parse_aggregates(payload: &[u8], received_ms: i64) -> Result<SessionAggregates, Rejection> {
+    parse_aggregates_drifted(payload, received_ms, 0)
+}
+
+/// [`parse_aggregates`] for a client whose clock is `drift_ms` behind ours.
+pub fn parse_aggregates_drifted(
+    payload: &[u8],
+    received_ms: i64,
+    drift_ms: i64,
+) -> Result<SessionAggregates, Rejection> {
     let raw: RawAggregates =
         serde_json::from_slice(payload).map_err(|e| Rejection::InvalidJson(e.to_string()))?;
     let attrs = attributes(raw.attrs)?;
     let mut buckets = Vec::with_capacity(raw.aggregates.len());
     let mut dropped = Vec::new();
     for b in raw.aggregates {
-        let started = time(&b.started, "aggregates.started")?;
+        let started = shift(time(&b.started, "aggregates.started")?, drift_ms);
         if let Err(why) = within_limits(started, received_ms) {
             dropped.push(why);
             continue;
@@ -325,6 +359,11 @@ pub fn parse_aggregates(payload: &[u8], received_ms: i64) -> Result<SessionAggre
 
 fn time(value: &Value, field: &str) -> Result<DateTime<Utc>, Rejection> {
     parse_timestamp(value).ok_or_else(|| Rejection::InvalidJson(format!("{field} is not a time")))
+}
+
+fn shift(t: DateTime<Utc>, drift_ms: i64) -> DateTime<Utc> {
+    t.checked_add_signed(chrono::Duration::milliseconds(drift_ms))
+        .unwrap_or(t)
 }
 
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
@@ -602,6 +641,32 @@ mod tests {
             let got = parse_aggregates(json, NOW).expect_err(&String::from_utf8_lossy(json));
             assert_eq!(got.outcome(), outcome, "{}", String::from_utf8_lossy(json));
         }
+    }
+
+    #[test]
+    fn a_client_clock_off_by_an_hour_or_more_is_corrected() {
+        // Sent by a device whose clock is 2 days behind: its session is from just now.
+        let two_days = 2 * 24 * 3600 * 1000;
+        let drift = clock_drift_ms(Some(NOW - two_days), NOW);
+        assert_eq!(drift, two_days);
+        let u = parse_update_drifted(
+            br#"{"started":"2025-12-30T09:59:00Z","timestamp":"2025-12-30T09:59:30Z","attrs":{"release":"r"}}"#,
+            NOW,
+            drift,
+        )
+        .expect("corrected");
+        assert_eq!(u.started.timestamp_millis(), NOW - 60_000);
+        assert_eq!(u.timestamp.timestamp_millis(), NOW - 30_000);
+        let a = parse_aggregates_drifted(
+            br#"{"aggregates":[{"started":"2026-01-06T10:00:00Z","exited":1}],"attrs":{"release":"r"}}"#,
+            NOW,
+            clock_drift_ms(Some(NOW + 5 * 24 * 3600 * 1000), NOW),
+        )
+        .expect("corrected");
+        assert_eq!(a.buckets[0].started.timestamp_millis(), NOW);
+        // Under 55 minutes off: not drift, and no sent_at: nothing to correct.
+        assert_eq!(clock_drift_ms(Some(NOW - 54 * 60 * 1000), NOW), 0);
+        assert_eq!(clock_drift_ms(None, NOW), 0);
     }
 
     #[test]
