@@ -682,6 +682,84 @@ async fn a_wrong_client_clock_is_corrected_by_sent_at_on_both_engines() {
         wait_for_sessions(&app, 1).await;
         let now = chrono::Utc::now().timestamp_millis();
         let bucket = app.count("SELECT MAX(bucket) FROM session_counts").await;
-        assert!(now - bucket < 2 * 3_600_000, "{engine}: counted in the hour it really started");
+        assert!(
+            now - bucket < 2 * 3_600_000,
+            "{engine}: counted in the hour it really started"
+        );
+    }
+}
+
+/// Pruning forgets session states no update can reach (started over 5 days ago), old
+/// aggregate job ids and user rows past 91 days, and keeps the counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_counts_and_forgets_unreachable_rows_on_both_engines() {
+    for (engine, db) in faultline_core::db::testing::both()
+        .await
+        .expect("databases")
+    {
+        let day = 24 * 3_600_000i64;
+        let now = chrono::Utc::now().timestamp_millis();
+        let hour = now - now % 3_600_000;
+        for (sql, values) in [
+            (
+                "INSERT INTO session_states (project_id, sid, release, environment, bucket, status, did, updated) VALUES (1, ?, 'r', '', ?, 0, NULL, 0)",
+                vec![("old", hour - 6 * day), ("new", hour - 4 * day)],
+            ),
+            (
+                "INSERT INTO session_users (project_id, release, environment, bucket, did, status) VALUES (1, 'r', '', ?, ?, 0)",
+                vec![("u-old", hour - 92 * day), ("u-new", hour - 80 * day)],
+            ),
+            (
+                "INSERT INTO session_aggregate_jobs (job_id, received) VALUES (?, ?)",
+                vec![("j-old", now - 8 * day), ("j-new", now - day)],
+            ),
+        ] {
+            for (name, t) in values {
+                let vals: Vec<sea_orm::Value> = if sql.contains("session_users") {
+                    vec![t.into(), name.into()]
+                } else if sql.contains("session_states") {
+                    vec![name.into(), t.into()]
+                } else {
+                    vec![name.into(), t.into()]
+                };
+                faultline_core::sql::execute(&db, sql, vals)
+                    .await
+                    .expect("insert");
+            }
+        }
+        faultline_core::sql::execute(
+            &db,
+            "INSERT INTO session_counts (project_id, release, environment, bucket, healthy) VALUES (1, 'r', '', ?, 5)",
+            vec![(hour - 100 * day).into()],
+        )
+        .await
+        .expect("insert");
+        faultline_worker::sessions::prune(&db, now)
+            .await
+            .expect("prune");
+        for (table, column, left) in [
+            ("session_states", "sid", "new"),
+            ("session_users", "did", "u-new"),
+            ("session_aggregate_jobs", "job_id", "j-new"),
+        ] {
+            let rows = faultline_core::sql::query_all(
+                &db,
+                &format!("SELECT {column} AS k FROM {table}"),
+                vec![],
+            )
+            .await
+            .expect("query");
+            let keys: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r.try_get("", "k").ok())
+                .collect();
+            assert_eq!(keys, vec![left.to_string()], "{engine}: {table}");
+        }
+        let kept =
+            faultline_core::sql::query_one(&db, "SELECT COUNT(*) AS n FROM session_counts", vec![])
+                .await
+                .expect("query")
+                .and_then(|r| r.try_get::<i64>("", "n").ok());
+        assert_eq!(kept, Some(1), "{engine}: counters stay");
     }
 }

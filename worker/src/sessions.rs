@@ -19,9 +19,10 @@
 //!   `session_users` with the worst state of its sessions; the counter columns
 //!   `users_<state>` follow it exactly like sessions. Exact rather than HyperLogLog: a
 //!   sketch cannot move a user from healthy to crashed, and a row per user and hour is
-//!   cheap at the scale one server ingests. The rows stay (they are what
-//!   `count_unique(user)` over any range counts); session states are pruned once no
-//!   update can arrive for them (started more than 5 days ago).
+//!   cheap at the scale one server ingests. The rows stay 91 days (they are what
+//!   `count_unique(user)` over a range counts, and Sentry's longest period is 90 days);
+//!   session states are pruned once no update can arrive for them (started more than 5
+//!   days ago).
 //!
 //! Concurrency: the state rows are claimed with `INSERT … ON CONFLICT DO NOTHING
 //! RETURNING` (a session this batch inserted is new, counted once) and existing ones are
@@ -709,12 +710,16 @@ async fn upsert_releases(
     Ok(())
 }
 
+/// How long the per-user rows are kept: Sentry's longest `statsPeriod` (90 days) and a day.
+const USER_ROWS_KEPT_MS: i64 = 91 * 24 * HOUR_MS;
+
 /// When the session states and aggregate job ids were last pruned (Unix ms).
 static LAST_PRUNE: AtomicI64 = AtomicI64::new(0);
 
 /// Every 10 minutes: forgets session states no update can reach any more (started over 5
-/// days and 2 hours ago; updates of sessions that old are dropped by ingest) and
-/// aggregate job ids older than a week (a job is retried for minutes, not days).
+/// days and 2 hours ago; updates of sessions that old are dropped by ingest), aggregate
+/// job ids older than a week (a job is retried for minutes, not days) and users per hour
+/// older than 91 days.
 async fn prune_now_and_then(db: &DatabaseConnection) {
     let now = chrono::Utc::now().timestamp_millis();
     let last = LAST_PRUNE.load(Ordering::Relaxed);
@@ -725,26 +730,37 @@ async fn prune_now_and_then(db: &DatabaseConnection) {
     {
         return;
     }
-    let result = async {
-        let txn = db.begin().await?;
-        faultline_core::sql::execute(
-            &txn,
-            "DELETE FROM session_states WHERE bucket < ?",
-            vec![(hour_of(now - session::MAX_AGE_MS) - 2 * HOUR_MS).into()],
-        )
-        .await?;
-        faultline_core::sql::execute(
-            &txn,
-            "DELETE FROM session_aggregate_jobs WHERE received < ?",
-            vec![(now - 7 * 24 * HOUR_MS).into()],
-        )
-        .await?;
-        txn.commit().await
-    }
-    .await;
+    let result = prune(db, now).await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "pruning session states failed");
     }
+}
+
+/// Deletes what no query or update needs any more, as of `now` (see
+/// [`prune_now_and_then`]).
+pub async fn prune(db: &DatabaseConnection, now: i64) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    faultline_core::sql::execute(
+        &txn,
+        "DELETE FROM session_states WHERE bucket < ?",
+        vec![(hour_of(now - session::MAX_AGE_MS) - 2 * HOUR_MS).into()],
+    )
+    .await?;
+    faultline_core::sql::execute(
+        &txn,
+        "DELETE FROM session_aggregate_jobs WHERE received < ?",
+        vec![(now - 7 * 24 * HOUR_MS).into()],
+    )
+    .await?;
+    // Users per hour are kept as long as Sentry's longest period (90 days) can ask
+    // for them; the hourly counters, a few rows per release, stay.
+    faultline_core::sql::execute(
+        &txn,
+        "DELETE FROM session_users WHERE bucket < ?",
+        vec![(hour_of(now) - USER_ROWS_KEPT_MS).into()],
+    )
+    .await?;
+    txn.commit().await
 }
 
 #[cfg(test)]
