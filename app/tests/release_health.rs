@@ -715,10 +715,9 @@ async fn pruning_keeps_counts_and_forgets_unreachable_rows_on_both_engines() {
             ),
         ] {
             for (name, t) in values {
+                // `session_users` takes (bucket, did); the others (key, time).
                 let vals: Vec<sea_orm::Value> = if sql.contains("session_users") {
                     vec![t.into(), name.into()]
-                } else if sql.contains("session_states") {
-                    vec![name.into(), t.into()]
                 } else {
                     vec![name.into(), t.into()]
                 };
