@@ -5,15 +5,11 @@ use std::io::Read;
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
 use faultline_core::config::Config;
-use faultline_core::entity::{api_token, member, now_ms, organization, project, project_key, user};
-use faultline_core::protocol::dsn::{Dsn, ProjectKey};
+use faultline_core::protocol::dsn::Dsn;
 use faultline_core::protocol::envelope::Envelope;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
-};
-use sha2::Digest;
+use sea_orm::DatabaseConnection;
 
+use crate::accounts;
 use crate::startup::{Application, Roles};
 use faultline_core::db;
 
@@ -213,13 +209,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let db = open_db(config).await?;
             let password = read_password(password_stdin)?;
-            create_user(&db, &email, &password, superuser).await?;
+            accounts::users::create(&db, &email, &password, superuser).await?;
             eprintln!("user {email} created");
             Ok(())
         }
         Command::Org(OrgCommand::Create { slug, name, owner }) => {
             let db = open_db(config).await?;
-            create_org(&db, &slug, name.as_deref(), owner.as_deref()).await?;
+            accounts::orgs::create(&db, &slug, name.as_deref(), owner.as_deref()).await?;
             eprintln!("organization {slug} created");
             Ok(())
         }
@@ -229,19 +225,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             platform,
         }) => {
             let db = open_db(config.clone()).await?;
-            let (project, key) = create_project(&db, &org, &slug, platform.as_deref()).await?;
+            let (project, key) =
+                accounts::projects::create(&db, &org, &slug, platform.as_deref()).await?;
             println!("{}", config.dsn(&key, project));
             Ok(())
         }
         Command::Token(TokenCommand::Create { org, scopes, name }) => {
             let db = open_db(config).await?;
-            let token = create_token(&db, &org, &scopes, &name).await?;
+            let token = accounts::tokens::create_for_org(&db, &org, &scopes, &name).await?;
             println!("{token}");
             Ok(())
         }
         Command::Token(TokenCommand::List { org }) => {
             let db = open_db(config).await?;
-            let tokens = list_tokens(&db, &org).await?;
+            let tokens = accounts::tokens::list(&db, &org).await?;
             if tokens.is_empty() {
                 eprintln!("organization {org} has no API tokens");
             }
@@ -264,7 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(TokenCommand::Revoke { org, id }) => {
             let db = open_db(config).await?;
-            revoke_token(&db, &org, id).await?;
+            accounts::tokens::revoke_in_org(&db, &org, id).await?;
             eprintln!("token {id} of {org} revoked");
             Ok(())
         }
@@ -356,313 +353,8 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         }
         first
     };
-    if password.chars().count() < 8 {
-        bail!("the password must have at least 8 characters");
-    }
+    accounts::users::check_password(&password)?;
     Ok(password)
-}
-
-/// Hashes a password with argon2id (PHC string with its own salt).
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    use argon2::{Argon2, PasswordHasher};
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow!("cannot hash the password: {e}"))
-}
-
-pub fn valid_slug(slug: &str) -> anyhow::Result<()> {
-    let ok = !slug.is_empty()
-        && slug.len() <= 50
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && !slug.chars().all(|c| c.is_ascii_digit());
-    if !ok {
-        bail!(
-            "{slug:?} is not a valid slug: use lowercase letters, digits, '-' and '_' (not only digits), at most 50"
-        );
-    }
-    Ok(())
-}
-
-pub async fn create_user(
-    db: &DatabaseConnection,
-    email: &str,
-    password: &str,
-    superuser: bool,
-) -> anyhow::Result<i64> {
-    create_user_hashed(db, email, &hash_password(password)?, superuser).await
-}
-
-/// Creates a user whose password was already hashed ([`hash_password`]); the pages hash
-/// through their bounded password gate (`web::passwords`).
-pub async fn create_user_hashed(
-    db: &DatabaseConnection,
-    email: &str,
-    password_hash: &str,
-    superuser: bool,
-) -> anyhow::Result<i64> {
-    let email = email.trim().to_lowercase();
-    if !email.contains('@') || email.len() > 254 {
-        bail!("{email:?} is not an email address");
-    }
-    if user::Entity::find()
-        .filter(user::Column::Email.eq(&email))
-        .one(db)
-        .await?
-        .is_some()
-    {
-        bail!("a user with email {email} already exists");
-    }
-    let model = user::ActiveModel {
-        email: Set(email),
-        password_hash: Set(password_hash.to_string()),
-        is_superuser: Set(superuser),
-        created_at: Set(now_ms()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(model.id)
-}
-
-pub async fn create_org(
-    db: &DatabaseConnection,
-    slug: &str,
-    name: Option<&str>,
-    owner: Option<&str>,
-) -> anyhow::Result<i64> {
-    valid_slug(slug)?;
-    if organization::Entity::find()
-        .filter(organization::Column::Slug.eq(slug))
-        .one(db)
-        .await?
-        .is_some()
-    {
-        bail!("an organization with slug {slug} already exists");
-    }
-    let owner = match owner {
-        Some(email) => Some(
-            user::Entity::find()
-                .filter(user::Column::Email.eq(email.trim().to_lowercase()))
-                .one(db)
-                .await?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "no user with email {email}; create it first with `faultline user create`"
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let txn = db.begin().await?;
-    let org = organization::ActiveModel {
-        slug: Set(slug.to_string()),
-        name: Set(name.unwrap_or(slug).to_string()),
-        created_at: Set(now_ms()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    if let Some(owner) = owner {
-        member::ActiveModel {
-            organization_id: Set(org.id),
-            user_id: Set(owner.id),
-            role: Set("owner".into()),
-            created_at: Set(now_ms()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(org.id)
-}
-
-async fn find_org(db: &DatabaseConnection, slug: &str) -> anyhow::Result<organization::Model> {
-    organization::Entity::find()
-        .filter(organization::Column::Slug.eq(slug))
-        .one(db)
-        .await?
-        .ok_or_else(|| {
-            anyhow!(
-                "no organization with slug {slug}; create it with `faultline org create {slug}`"
-            )
-        })
-}
-
-/// Creates a project with one DSN key; returns the project id and the public key.
-pub async fn create_project(
-    db: &DatabaseConnection,
-    org_slug: &str,
-    slug: &str,
-    platform: Option<&str>,
-) -> anyhow::Result<(i64, String)> {
-    valid_slug(slug)?;
-    let org = find_org(db, org_slug).await?;
-    if project::Entity::find()
-        .filter(project::Column::OrganizationId.eq(org.id))
-        .filter(project::Column::Slug.eq(slug))
-        .one(db)
-        .await?
-        .is_some()
-    {
-        bail!("organization {org_slug} already has a project {slug}");
-    }
-    let txn = db.begin().await?;
-    let project = project::ActiveModel {
-        organization_id: Set(org.id),
-        slug: Set(slug.to_string()),
-        name: Set(slug.to_string()),
-        platform: Set(platform.map(str::to_string)),
-        enabled: Set(true),
-        retention_days: Set(90),
-        max_events_per_issue: Set(1000),
-        issue_counter: Set(0),
-        created_at: Set(now_ms()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let key = ProjectKey::generate().to_string();
-    project_key::ActiveModel {
-        project_id: Set(project.id),
-        public_key: Set(key.clone()),
-        label: Set("Default".into()),
-        enabled: Set(true),
-        rate_limit_per_minute: Set(None),
-        created_at: Set(now_ms()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    faultline_worker::alerts::rules::create_default(&txn, project.id).await?;
-    txn.commit().await?;
-    Ok((project.id, key))
-}
-
-/// The scopes a token gets when none are named: what sentry-cli needs in CI.
-const DEFAULT_SCOPES: &[&str] = &[
-    "org:read",
-    "project:read",
-    "project:write",
-    "project:releases",
-    "event:read",
-    "event:write",
-];
-
-/// Creates an API token for an organization; returns the token (only ever shown now).
-pub async fn create_token(
-    db: &DatabaseConnection,
-    org_slug: &str,
-    scopes: &[String],
-    name: &str,
-) -> anyhow::Result<String> {
-    let org = find_org(db, org_slug).await?;
-    let scopes: Vec<String> = if scopes.is_empty() {
-        DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()
-    } else {
-        scopes
-            .iter()
-            .flat_map(|s| s.split([',', ' ']))
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    create_token_for(db, org.id, None, &scopes, name).await
-}
-
-/// Creates an API token of an organization (optionally on behalf of a user) and returns it;
-/// only its SHA-256 is stored. The web pages create tokens through this too.
-pub async fn create_token_for(
-    db: &DatabaseConnection,
-    organization_id: i64,
-    user_id: Option<i64>,
-    scopes: &[String],
-    name: &str,
-) -> anyhow::Result<String> {
-    // sentry-cli recognises `sntryu_` + 64 hex as a user-style token and sends it as is.
-    let token = format!("sntryu_{}", hex::encode(rand::random::<[u8; 32]>()));
-    api_token::ActiveModel {
-        organization_id: Set(organization_id),
-        user_id: Set(user_id),
-        token_hash: Set(hex::encode(sha2::Sha256::digest(token.as_bytes()))),
-        token_hint: Set(token[token.len() - 4..].to_string()),
-        name: Set(name.to_string()),
-        scopes: Set(scopes.join(" ")),
-        created_at: Set(now_ms()),
-        last_used_at: Set(None),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(token)
-}
-
-/// An API token as `faultline token list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub id: i64,
-    /// The owner's email; `None` for an organization token (made by `token create`).
-    pub owner: Option<String>,
-    pub name: String,
-    /// The token's last four characters.
-    pub hint: String,
-    pub scopes: String,
-    pub last_used_at: Option<i64>,
-}
-
-/// Every API token of an organization, oldest first.
-pub async fn list_tokens(
-    db: &DatabaseConnection,
-    org_slug: &str,
-) -> anyhow::Result<Vec<TokenInfo>> {
-    let org = find_org(db, org_slug).await?;
-    let tokens = api_token::Entity::find()
-        .filter(api_token::Column::OrganizationId.eq(org.id))
-        .all(db)
-        .await?;
-    let mut out = Vec::with_capacity(tokens.len());
-    for t in tokens {
-        let owner = match t.user_id {
-            Some(id) => Some(
-                user::Entity::find_by_id(id)
-                    .one(db)
-                    .await?
-                    .map(|u| u.email)
-                    .unwrap_or_else(|| format!("user {id}")),
-            ),
-            None => None,
-        };
-        out.push(TokenInfo {
-            id: t.id,
-            owner,
-            name: t.name,
-            hint: t.token_hint,
-            scopes: t.scopes,
-            last_used_at: t.last_used_at,
-        });
-    }
-    out.sort_by_key(|t| t.id);
-    Ok(out)
-}
-
-/// Revokes (deletes) an API token of an organization; it stops working at its next request.
-pub async fn revoke_token(db: &DatabaseConnection, org_slug: &str, id: i64) -> anyhow::Result<()> {
-    let org = find_org(db, org_slug).await?;
-    let deleted = api_token::Entity::delete_many()
-        .filter(api_token::Column::Id.eq(id))
-        .filter(api_token::Column::OrganizationId.eq(org.id))
-        .exec(db)
-        .await?
-        .rows_affected;
-    if deleted == 0 {
-        bail!(
-            "organization {org_slug} has no token {id}: see `faultline token list --org {org_slug}`"
-        );
-    }
-    Ok(())
 }
 
 /// Sends one envelope with a message event, as an SDK would, and prints the event id.

@@ -13,13 +13,12 @@
 use std::path::{Path, PathBuf};
 
 use faultline_core::config::Config;
-use faultline_core::entity::{member, now_ms, organization, user};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, Set, TransactionTrait,
-};
+use faultline_core::entity::now_ms;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
 use subtle::ConstantTimeEq;
 
+use crate::accounts::{self, AccountError};
 use crate::web::session::hmac_sha256;
 
 /// The file in the data directory that holds the setup link while setup is open.
@@ -98,13 +97,28 @@ pub async fn announce(config: &Config, db: &DatabaseConnection) -> anyhow::Resul
             path.display()
         )
     })?;
-    // On stdout, not in the log stream: it is for the operator's eyes at the console or in
-    // `docker compose logs`, and stays out of log collectors' JSON fields.
-    println!(
-        "\nFaultline has no administrator yet. To create one, open this one-time link:\n\n    {link}\n\n\
-         (also in {}; it stops working once an administrator exists)\n",
-        path.display()
-    );
+    // On stdout, not in the log stream (nor exported as a span or log record): it is for
+    // the operator's eyes at the console or in `docker compose logs`. With JSON logs it is
+    // one JSON object like the log lines around it, so every line stays parseable.
+    if config.log_json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339(),
+                "level": "WARN",
+                "target": "faultline_app::first_run",
+                "message": "no administrator yet: open this one-time setup link",
+                "setup_link": link,
+                "file": path.display().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "\nFaultline has no administrator yet. To create one, open this one-time link:\n\n    {link}\n\n\
+             (also in {}; it stops working once an administrator exists)\n",
+            path.display()
+        );
+    }
     tracing::warn!(
         file = %path.display(),
         "no administrator yet: open the setup link printed on standard output"
@@ -165,6 +179,15 @@ pub enum SetupError {
     Db(#[from] DbErr),
 }
 
+impl From<AccountError> for SetupError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Db(e) => SetupError::Db(e),
+            e => SetupError::Invalid(e.to_string()),
+        }
+    }
+}
+
 /// Claims setup and creates the first administrator (a superuser), their organization and
 /// their ownership of it, in one transaction whose first statement takes the claim: of
 /// concurrent calls exactly one succeeds and the others answer `AlreadySetUp`. Returns the
@@ -190,61 +213,18 @@ pub async fn create_first_admin(
     if claimed == 0 || count(&txn, "SELECT COUNT(*) AS n FROM users").await? > 0 {
         return Err(SetupError::AlreadySetUp);
     }
-    if count_with(
-        &txn,
-        "SELECT COUNT(*) AS n FROM organizations WHERE slug = ?",
-        admin.org_slug,
-    )
-    .await?
-        > 0
-    {
-        return Err(SetupError::Invalid(format!(
-            "An organization with slug {} already exists; choose another slug.",
-            admin.org_slug
-        )));
-    }
-    let user = user::ActiveModel {
-        email: Set(admin.email.to_string()),
-        password_hash: Set(admin.password_hash.to_string()),
-        is_superuser: Set(true),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let org = organization::ActiveModel {
-        slug: Set(admin.org_slug.to_string()),
-        name: Set(admin.org_name.to_string()),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    member::ActiveModel {
-        organization_id: Set(org.id),
-        user_id: Set(user.id),
-        role: Set("owner".into()),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
+    // The same account operations as everywhere else, inside the claim's transaction.
+    let user_id =
+        accounts::users::create_hashed(&txn, admin.email, admin.password_hash, true).await?;
+    accounts::orgs::insert(&txn, admin.org_slug, Some(admin.org_name), Some(user_id)).await?;
     txn.execute_raw(faultline_worker::sql::stmt(
         txn.get_database_backend(),
         "UPDATE setup_claims SET user_id = ? WHERE id = 1",
-        vec![user.id.into()],
+        vec![user_id.into()],
     ))
     .await?;
     txn.commit().await?;
-    Ok(user.id)
-}
-
-async fn count_with<C: ConnectionTrait>(db: &C, sql: &str, value: &str) -> Result<i64, DbErr> {
-    let stmt = faultline_worker::sql::stmt(db.get_database_backend(), sql, vec![value.into()]);
-    match db.query_one_raw(stmt).await? {
-        Some(row) => row.try_get::<i64>("", "n"),
-        None => Ok(0),
-    }
+    Ok(user_id)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! process startup that ties them to the worker. A library so integration tests can start
 //! the real application in-process on a free port.
 
+pub mod accounts;
 pub mod api;
 pub mod backup;
 pub mod cli;

@@ -33,16 +33,16 @@ async fn spawn(engine: &str) -> Api {
             spawn_app(&[("DATABASE_URL", &url)]).await
         }
     };
-    let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+    let token = faultline_app::accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
         .await
         .expect("token");
-    faultline_app::cli::create_org(&app.db, "other", None, None)
+    faultline_app::accounts::orgs::create(&app.db, "other", None, None)
         .await
         .expect("org");
-    faultline_app::cli::create_project(&app.db, "other", "site", Some("javascript"))
+    faultline_app::accounts::projects::create(&app.db, "other", "site", Some("javascript"))
         .await
         .expect("project");
-    let other_token = faultline_app::cli::create_token(&app.db, "other", &[], "ci")
+    let other_token = faultline_app::accounts::tokens::create_for_org(&app.db, "other", &[], "ci")
         .await
         .expect("token");
     Api {
@@ -390,10 +390,14 @@ async fn tokens_authenticate_and_stay_inside_their_organization() {
     assert_eq!(orgs[0]["slug"], "acme");
 
     // A token without the scope: 403 naming it.
-    let read_only =
-        faultline_app::cli::create_token(&api.app.db, "acme", &["org:read".into()], "ro")
-            .await
-            .expect("token");
+    let read_only = faultline_app::accounts::tokens::create_for_org(
+        &api.app.db,
+        "acme",
+        &["org:read".into()],
+        "ro",
+    )
+    .await
+    .expect("token");
     let r = call(
         "GET",
         &api.url("organizations/acme/chunk-upload/"),
@@ -1874,10 +1878,14 @@ async fn issues_and_events_through_the_web_api() {
 
         // Delete: needs event:admin; then the issue and its events are gone.
         assert_eq!(api.delete(&format!("issues/{a_id}/")).await.status, 403);
-        let admin =
-            faultline_app::cli::create_token(&api.app.db, "acme", &["event:admin".into()], "admin")
-                .await
-                .expect("token");
+        let admin = faultline_app::accounts::tokens::create_for_org(
+            &api.app.db,
+            "acme",
+            &["event:admin".into()],
+            "admin",
+        )
+        .await
+        .expect("token");
         let r = call(
             "DELETE",
             &api.url(&format!("issues/{a_id}/")),
@@ -1932,9 +1940,10 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
         let org_id = api
             .scalar("SELECT id FROM organizations WHERE slug = 'acme'")
             .await;
-        let kim = faultline_app::cli::create_user(db, "kim@example.com", "correct horse", false)
-            .await
-            .expect("user");
+        let kim =
+            faultline_app::accounts::users::create(db, "kim@example.com", "correct horse", false)
+                .await
+                .expect("user");
         exec(
             &api,
             "INSERT INTO members (organization_id, user_id, role, created_at) VALUES (?, ?, 'admin', 0)",
@@ -1951,7 +1960,7 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let kims = faultline_app::cli::create_token_for(db, org_id, Some(kim), &scopes, "kim's")
+        let kims = faultline_app::accounts::tokens::create(db, org_id, Some(kim), &scopes, "kim's")
             .await
             .expect("token");
         let as_kim = |method: &'static str, path: String| {
@@ -2046,7 +2055,7 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
 
         // An organization token (no owner, as `faultline token create` makes for CI) keeps
         // its scopes whoever comes and goes...
-        let ci = faultline_app::cli::create_token(
+        let ci = faultline_app::accounts::tokens::create_for_org(
             db,
             "acme",
             &["event:read".into(), "event:admin".into()],
@@ -2065,7 +2074,7 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
         assert_eq!(r.status, 202, "{engine}: {}", r.text());
         // ... until it is revoked; `token list` shows it, a wrong id or organization is a
         // clear error.
-        let listed = faultline_app::cli::list_tokens(db, "acme")
+        let listed = faultline_app::accounts::tokens::list(db, "acme")
             .await
             .expect("list");
         let ci_row = listed
@@ -2084,17 +2093,19 @@ async fn tokens_lose_what_their_owner_loses_and_organization_tokens_live_until_r
         );
         for (org, id) in [("acme", 999_999), ("other", ci_row.id), ("nope", ci_row.id)] {
             assert!(
-                faultline_app::cli::revoke_token(db, org, id).await.is_err(),
+                faultline_app::accounts::tokens::revoke_in_org(db, org, id)
+                    .await
+                    .is_err(),
                 "{engine}: {org} {id}"
             );
         }
-        faultline_app::cli::revoke_token(db, "acme", ci_row.id)
+        faultline_app::accounts::tokens::revoke_in_org(db, "acme", ci_row.id)
             .await
             .expect("revoked");
         let r = call("GET", &api.url(""), Some(&ci), None, vec![]).await;
         assert_eq!(r.status, 401, "{engine}: {}", r.text());
         assert!(
-            faultline_app::cli::list_tokens(db, "acme")
+            faultline_app::accounts::tokens::list(db, "acme")
                 .await
                 .expect("list")
                 .iter()
@@ -2111,11 +2122,12 @@ async fn issues_are_assigned_to_members_through_the_web_api() {
     for engine in engines() {
         let api = spawn(engine).await;
         let db = &api.app.db;
-        let kim = faultline_app::cli::create_user(db, "kim@example.com", "pw-123456789", false)
-            .await
-            .expect("user");
+        let kim =
+            faultline_app::accounts::users::create(db, "kim@example.com", "pw-123456789", false)
+                .await
+                .expect("user");
         let outsider =
-            faultline_app::cli::create_user(db, "out@example.com", "pw-123456789", false)
+            faultline_app::accounts::users::create(db, "out@example.com", "pw-123456789", false)
                 .await
                 .expect("user");
         db.execute_unprepared(&format!(
@@ -2133,7 +2145,7 @@ async fn issues_are_assigned_to_members_through_the_web_api() {
         let acme = api
             .scalar("SELECT id FROM organizations WHERE slug = 'acme'")
             .await;
-        let kims_token = faultline_app::cli::create_token_for(
+        let kims_token = faultline_app::accounts::tokens::create(
             db,
             acme,
             Some(kim),

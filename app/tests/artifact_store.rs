@@ -211,7 +211,7 @@ async fn uploads_live_in_the_directory_and_are_collected() {
         uuid::Uuid::new_v4().simple()
     ));
     let app = spawn_app(&[("FAULTLINE_ARTIFACT_DIR", &store.display().to_string())]).await;
-    let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+    let token = faultline_app::accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
         .await
         .expect("token");
     let s = Setup { app, token, store };

@@ -78,7 +78,7 @@ async fn call(url: String, token: String, content_type: String, body: Vec<u8>) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assembly_flood_is_bounded_and_nothing_is_lost() {
     let app = spawn_app(&[]).await;
-    let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+    let token = faultline_app::accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
         .await
         .expect("token");
     let base = format!("{}/api/0/organizations/acme", app.url);

@@ -332,7 +332,7 @@ async fn the_operator_sets_up_once_with_the_token_and_it_dies_then() {
 async fn an_administrator_made_on_the_command_line_closes_setup() {
     let app = spawn_app(&[]).await;
     let token = setup_token(&app);
-    faultline_app::cli::create_user(&app.db, "ops@example.com", PASSWORD, true)
+    faultline_app::accounts::users::create(&app.db, "ops@example.com", PASSWORD, true)
         .await
         .expect("user");
     let mut b = Browser::new(&app.url);

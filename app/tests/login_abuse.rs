@@ -150,7 +150,7 @@ async fn add_member(app: &TestApp, user_id: i64) {
 }
 
 async fn user(app: &TestApp, email: &str) -> i64 {
-    faultline_app::cli::create_user(&app.db, email, PASSWORD, false)
+    faultline_app::accounts::users::create(&app.db, email, PASSWORD, false)
         .await
         .expect("user")
 }

@@ -20,10 +20,10 @@ async fn poison_jobs_go_dead_and_do_not_block_the_queue() {
     .await
     .expect("db");
     faultline_core::db::migrate(&db).await.expect("migrate");
-    faultline_app::cli::create_org(&db, "acme", None, None)
+    faultline_app::accounts::orgs::create(&db, "acme", None, None)
         .await
         .expect("org");
-    let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+    let (project_id, _) = faultline_app::accounts::projects::create(&db, "acme", "web", None)
         .await
         .expect("project");
 

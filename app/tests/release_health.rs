@@ -211,7 +211,7 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         assert!(text.contains("item=\"sessions\",outcome=\"too_old\""));
 
         // The Web API: totals and rates as Sentry computes them.
-        let token = faultline_app::cli::create_token(&app.db, "acme", &[], "ci")
+        let token = faultline_app::accounts::tokens::create_for_org(&app.db, "acme", &[], "ci")
             .await
             .expect("token");
         let base = format!("{}/api/0/organizations/acme/sessions/", app.url);
@@ -278,13 +278,14 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
         // another organization's project, an unknown organization, garbage parameters.
         let (status, _) = get_json(&format!("{base}?field=sum(session)"), None).await;
         assert_eq!(status, 401);
-        faultline_app::cli::create_org(&app.db, "other", None, None)
+        faultline_app::accounts::orgs::create(&app.db, "other", None, None)
             .await
             .expect("org");
-        let (other_project, _) = faultline_app::cli::create_project(&app.db, "other", "site", None)
-            .await
-            .expect("project");
-        let other = faultline_app::cli::create_token(&app.db, "other", &[], "ci")
+        let (other_project, _) =
+            faultline_app::accounts::projects::create(&app.db, "other", "site", None)
+                .await
+                .expect("project");
+        let other = faultline_app::accounts::tokens::create_for_org(&app.db, "other", &[], "ci")
             .await
             .expect("token");
         let (status, _) = get_json(&format!("{base}?field=sum(session)"), Some(&other)).await;
@@ -302,7 +303,7 @@ async fn sessions_are_counted_once_with_their_worst_state_on_both_engines() {
             body["groups"][0]["totals"]["sum(session)"], 0,
             "isolation: {body}"
         );
-        let narrow = faultline_app::cli::create_token(
+        let narrow = faultline_app::accounts::tokens::create_for_org(
             &app.db,
             "acme",
             &["project:releases".to_string()],
@@ -362,10 +363,10 @@ async fn redelivered_session_jobs_count_once_on_both_engines() {
         .await
         .expect("databases")
     {
-        faultline_app::cli::create_org(&db, "acme", None, None)
+        faultline_app::accounts::orgs::create(&db, "acme", None, None)
             .await
             .expect("org");
-        let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+        let (project_id, _) = faultline_app::accounts::projects::create(&db, "acme", "web", None)
             .await
             .expect("project");
         let now = chrono::Utc::now().timestamp_millis();
@@ -492,7 +493,7 @@ async fn page(
 
 async fn login(app: &TestApp, email: &str) -> String {
     const PASSWORD: &str = "correct horse battery";
-    faultline_app::cli::create_user(&app.db, email, PASSWORD, false)
+    faultline_app::accounts::users::create(&app.db, email, PASSWORD, false)
         .await
         .expect("user");
     use sea_orm::ConnectionTrait;
@@ -592,10 +593,10 @@ async fn racing_workers_count_each_session_once_on_postgres() {
     let db = faultline_core::db::testing::postgres()
         .await
         .expect("postgres");
-    faultline_app::cli::create_org(&db, "acme", None, None)
+    faultline_app::accounts::orgs::create(&db, "acme", None, None)
         .await
         .expect("org");
-    let (project_id, _) = faultline_app::cli::create_project(&db, "acme", "web", None)
+    let (project_id, _) = faultline_app::accounts::projects::create(&db, "acme", "web", None)
         .await
         .expect("project");
     let now = chrono::Utc::now().timestamp_millis();

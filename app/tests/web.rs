@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, spawn_app};
-use faultline_app::cli;
+use faultline_app::accounts;
 use sea_orm::{ConnectionTrait, Statement};
 
 const PASSWORD: &str = "correct horse battery";
@@ -159,7 +159,7 @@ fn stmt(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
 }
 
 async fn user(app: &TestApp, email: &str) -> i64 {
-    cli::create_user(&app.db, email, PASSWORD, false)
+    accounts::users::create(&app.db, email, PASSWORD, false)
         .await
         .expect("user")
 }
@@ -434,12 +434,13 @@ async fn members_of_one_organization_get_404_for_everything_of_another() {
     let alice = user(&app, "alice@example.com").await;
     add_member(&app, "acme", alice, "owner").await;
     let bob = user(&app, "bob@example.com").await;
-    cli::create_org(&app.db, "beta", Some("Beta"), Some("bob@example.com"))
+    accounts::orgs::create(&app.db, "beta", Some("Beta"), Some("bob@example.com"))
         .await
         .expect("org");
-    let (beta_project, beta_key) = cli::create_project(&app.db, "beta", "secret", Some("python"))
-        .await
-        .expect("project");
+    let (beta_project, beta_key) =
+        accounts::projects::create(&app.db, "beta", "secret", Some("python"))
+            .await
+            .expect("project");
     let (beta_issue, beta_event) = send_event(&app, beta_project, &beta_key, "beta secret").await;
     let (acme_issue, _) = send_event(&app, app.project_id, &app.public_key, "acme boom").await;
     let _ = bob;
@@ -1268,7 +1269,7 @@ async fn api_sessions_get_the_scopes_of_the_role_on_both_engines() {
         add_member(&app, "acme", m, "member").await;
         let a = user(&app, "ada@example.com").await;
         add_member(&app, "acme", a, "admin").await;
-        let root = cli::create_user(&app.db, "root@example.com", PASSWORD, true)
+        let root = accounts::users::create(&app.db, "root@example.com", PASSWORD, true)
             .await
             .expect("superuser");
         let _ = root;
@@ -1417,7 +1418,7 @@ async fn assigned_on_pages(app: TestApp) {
     let lee = user(&app, "lee@example.com").await;
     add_member(&app, "acme", lee, "member").await;
     let bob = user(&app, "bob@example.com").await;
-    cli::create_org(&app.db, "beta", Some("Beta"), None)
+    accounts::orgs::create(&app.db, "beta", Some("Beta"), None)
         .await
         .expect("org");
     add_member(&app, "beta", bob, "owner").await;

@@ -13,6 +13,7 @@ mod m20261205_000010_user_sessions;
 mod m20261205_000020_test_email_sends;
 mod m20261205_000030_chunk_owners;
 mod m20261205_000040_issue_assignee;
+mod m20261205_000050_issue_activity;
 mod m20261205_000070_release_health;
 
 /// Runs every migration in order; applied automatically at start.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000020_test_email_sends::Migration),
             Box::new(m20261205_000030_chunk_owners::Migration),
             Box::new(m20261205_000040_issue_assignee::Migration),
+            Box::new(m20261205_000050_issue_activity::Migration),
             Box::new(m20261205_000070_release_health::Migration),
         ]
     }

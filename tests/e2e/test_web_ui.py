@@ -1,6 +1,7 @@
 """The web UI in headless Chromium against a fresh `faultline serve`: first-run setup,
 login, a project, an event from the real Python sentry-sdk found by search, its stack trace
-and breadcrumbs, resolving it, and a regression reopening it. Screenshots of the issues list
+and breadcrumbs, a Markdown comment with hostile HTML shown inert (with and without the
+CSP), resolving it, and a regression reopening it. Screenshots of the issues list
 and the issue page land in tests/.work/artifacts/."""
 
 import json

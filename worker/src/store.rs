@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::sea_query::ArrayType;
 
+use faultline_core::entity::now_ms;
+use faultline_core::issues::activity;
+
 use crate::sql::{Col, bulk_insert, greatest, in_ids, in_list, least, placeholders, stmt};
 
 use sea_orm::{
@@ -301,6 +304,7 @@ async fn store_in(
     let known_releases = release_dates(txn, backend, &fresh).await?;
     let mut status_changes: Vec<(i64, &str)> = Vec::new();
     let mut outbox: Vec<crate::alerts::outbox::Trigger> = Vec::new();
+    let mut timeline: Vec<activity::NewActivity> = Vec::new();
     for (issue_id, delta) in &per_issue {
         let Some(state) = states.get(issue_id) else {
             continue;
@@ -322,6 +326,7 @@ async fn store_in(
             };
             if let Some(reopening) = state.reopened_by(&events, created) {
                 new_status = Some(status::UNRESOLVED);
+                timeline.push(reopened_entry(*issue_id, delta, reopening));
                 kind = Some(match reopening {
                     Reopening::Regression => NotificationKind::Regression,
                     Reopening::Unignored => NotificationKind::Unignored,
@@ -353,6 +358,9 @@ async fn store_in(
     // The alert outbox commits with the events that caused it: a state change is never
     // lost, and a redelivered job (deduped above) never records it twice.
     crate::alerts::outbox::record(txn, backend, &outbox).await?;
+    // Regressions on the issues' timelines: one multi-row insert for the batch, and only
+    // when something reopened (rare next to the events themselves).
+    activity::record(txn, &activity::Actor::System, &timeline, now_ms()).await?;
     for (issue_id, status) in status_changes {
         txn.execute_raw(stmt(
             backend,
@@ -545,6 +553,29 @@ impl IssueDelta {
             }
         }
         self.has_user |= e.user_ident.is_some();
+    }
+}
+
+/// The timeline entry of an issue that new events reopened: a regression with the release
+/// of its newest event (Sentry's `set_regression`), or an ignored issue whose condition was
+/// met waking up (`set_unresolved`).
+fn reopened_entry(issue_id: i64, delta: &IssueDelta, why: Reopening) -> activity::NewActivity {
+    let data = match why {
+        Reopening::Regression => {
+            serde_json::json!({"version": delta.newest_release.as_deref().unwrap_or(""), "event_id": delta.event_id})
+        }
+        Reopening::Unignored => {
+            serde_json::json!({"reason": "ignore_condition_met", "event_id": delta.event_id})
+        }
+    };
+    activity::NewActivity {
+        issue_id,
+        project_id: delta.project_id,
+        kind: match why {
+            Reopening::Regression => activity::kind::SET_REGRESSION,
+            Reopening::Unignored => activity::kind::SET_UNRESOLVED,
+        },
+        data,
     }
 }
 

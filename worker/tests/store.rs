@@ -594,3 +594,81 @@ async fn events_of_an_older_release_do_not_reopen_an_issue_resolved_in_next_rele
         );
     }
 }
+
+/// Regressions go on the issues' timelines from the store's transaction: one
+/// `set_regression` row per reopened issue per batch however many of its events the batch
+/// holds, with the release of its newest event; a new issue writes no timeline row
+/// (its "first seen" is read from the issue).
+#[tokio::test]
+async fn regressions_are_on_the_timeline_once_per_issue_per_batch() {
+    for (engine, db) in testing::both().await.expect("test databases") {
+        println!("storage test on {engine}");
+        let pid = project(&db).await;
+        let base = chrono::Utc::now().timestamp_millis() - 3_600_000;
+        let at = |mut e: Event, ms: i64| {
+            e.timestamp = chrono::DateTime::from_timestamp_millis(base + ms);
+            prepared(pid, e)
+        };
+        let a = at(error_event("KeyError", "x", "load", Some("1.0"), None), 0);
+        let b = at(error_event("ValueError", "y", "save", Some("1.0"), None), 0);
+        store::store_batch(&db, &[a.clone(), b.clone()])
+            .await
+            .expect("store");
+        assert_eq!(
+            scalar(&db, "SELECT COUNT(*) FROM issue_activity").await,
+            0,
+            "{engine}: new issues write no timeline row"
+        );
+        exec(
+            &db,
+            "UPDATE issues SET status = 'resolved', resolved_at = 1",
+        )
+        .await;
+        let batch = [
+            at(error_event("KeyError", "x", "load", Some("2.0"), None), 10),
+            at(error_event("KeyError", "x", "load", Some("2.2"), None), 30),
+            at(error_event("KeyError", "x", "load", Some("2.1"), None), 20),
+            at(error_event("ValueError", "y", "save", None, None), 10),
+            at(error_event("ValueError", "y", "save", Some("3.0"), None), 5),
+            at(error_event("TypeError", "z", "other", Some("2.0"), None), 5),
+        ];
+        let out = store::store_batch(&db, &batch).await.expect("store");
+        assert_eq!(out.stored, 6, "{engine}");
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT a.kind, a.user_id, a.data, i.exception_type FROM issue_activity a \
+                 JOIN issues i ON i.id = a.issue_id ORDER BY i.exception_type",
+            ))
+            .await
+            .expect("query");
+        let got: Vec<(String, Option<i64>, serde_json::Value, String)> = rows
+            .iter()
+            .map(|r| {
+                let data: String = r.try_get_by_index(2).expect("data");
+                (
+                    r.try_get_by_index(0).expect("kind"),
+                    r.try_get_by_index(1).expect("user"),
+                    serde_json::from_str(&data).expect("json"),
+                    r.try_get_by_index(3).expect("type"),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 2, "{engine}: {got:?}");
+        assert_eq!(got[0].0, "set_regression");
+        assert_eq!(got[0].1, None, "the system did it");
+        assert_eq!(got[0].3, "KeyError");
+        assert_eq!(
+            got[0].2["version"], "2.2",
+            "{engine}: the newest event's release"
+        );
+        assert_eq!(got[1].3, "ValueError");
+        assert_eq!(
+            got[1].2["version"], "",
+            "{engine}: its newest event has no release"
+        );
+        // A redelivered batch stores nothing and records nothing more.
+        store::store_batch(&db, &batch).await.expect("store");
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM issue_activity").await, 2);
+    }
+}

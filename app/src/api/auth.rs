@@ -20,7 +20,6 @@ use std::sync::Mutex;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use sha2::Digest;
 
 use super::{ApiError, ApiResult, query_all, query_one};
 use crate::startup::AppState;
@@ -267,10 +266,7 @@ fn bearer_token(header: &str) -> Option<&str> {
     .then_some(token)
 }
 
-/// SHA-256 hex of a token, as stored in `api_tokens.token_hash`.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
+use crate::accounts::token_hash;
 
 async fn token_principal(db: &DatabaseConnection, token: &str) -> ApiResult<Principal> {
     // The owner's membership and superuser flag come with the token: one lookup.
@@ -549,7 +545,7 @@ mod tests {
             .expect("databases")
         {
             for slug in ["a", "b"] {
-                crate::cli::create_org(&db, slug, None, None)
+                crate::accounts::orgs::create(&db, slug, None, None)
                     .await
                     .expect("org");
             }

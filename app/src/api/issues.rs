@@ -8,6 +8,7 @@
 //! and writes Sentry's JSON.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use faultline_core::issues::activity::Actor;
 use faultline_core::issues::search::{self, Search, StatusFilter};
 use faultline_core::issues::{
     self, Filter, Issue, Sort, StatusChange, StatusDetails, Window, assign, status,
@@ -126,6 +127,16 @@ async fn acting_user(auth: &ApiAuth) -> ApiResult<Option<i64>> {
         .map(|r| r.try_get::<Option<i64>>("", "user_id"))
         .transpose()?
         .flatten(),
+    })
+}
+
+/// Who a request acts as on an issue's timeline: its user (the session's, or whoever made
+/// the token on the settings page), else — an organization token from the CLI — the
+/// organization, shown by its name.
+pub async fn actor_of(auth: &ApiAuth, org: &Org) -> ApiResult<Actor> {
+    Ok(match acting_user(auth).await? {
+        Some(id) => Actor::User(id),
+        None => Actor::Organization(org.name.clone()),
     })
 }
 
@@ -318,7 +329,10 @@ async fn issue_from(auth: &ApiAuth, req: &HttpRequest) -> ApiResult<(Issue, Org)
 async fn get_issue(auth: ApiAuth, req: HttpRequest) -> ApiResult<HttpResponse> {
     auth.require(Scope::EventRead)?;
     let (issue, org) = issue_from(&auth, &req).await?;
-    Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
+    let mut out = issue_json(&issue, &org.slug, &page_base(&auth));
+    // One issue counts its comments; lists keep 0 rather than a count per row.
+    out["numComments"] = json!(issues::activity::comment_count(auth.db(), issue.id).await?);
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn update_issue(
@@ -331,11 +345,12 @@ async fn update_issue(
     let now = now_ms();
     let change = status_change(&body, now)?;
     let assignee = assignee_of(&auth, &org, &body).await?;
+    let actor = actor_of(&auth, &org).await?;
     if let Some(change) = change {
-        issues::set_status(auth.db(), org.id, &[issue.id], &change, now).await?;
+        issues::set_status(auth.db(), org.id, &[issue.id], &change, &actor, now).await?;
     }
     if let Some(member) = assignee {
-        assign::assign(auth.db(), org.id, &[issue.id], member.as_ref()).await?;
+        assign::assign(auth.db(), org.id, &[issue.id], member.as_ref(), &actor).await?;
     }
     let (issue, _) = issue_row(&auth, &issue.id.to_string(), None).await?;
     Ok(HttpResponse::Ok().json(issue_json(&issue, &org.slug, &page_base(&auth))))
@@ -579,10 +594,11 @@ async fn bulk_update(
     if ids.is_empty() {
         return Ok(HttpResponse::NoContent().finish());
     }
+    let actor = actor_of(auth, &org).await?;
     // Sentry answers with the fields that changed.
     let mut answer = json!({});
     if let Some(change) = &change {
-        issues::set_status(auth.db(), org.id, &ids, change, now).await?;
+        issues::set_status(auth.db(), org.id, &ids, change, &actor, now).await?;
         let (status, details) = match change {
             StatusChange::Unresolved => ("unresolved", json!({})),
             StatusChange::Resolved => ("resolved", json!({})),
@@ -596,7 +612,7 @@ async fn bulk_update(
         answer["statusDetails"] = details;
     }
     if let Some(member) = &assignee {
-        assign::assign(auth.db(), org.id, &ids, member.as_ref()).await?;
+        assign::assign(auth.db(), org.id, &ids, member.as_ref(), &actor).await?;
         answer["assignedTo"] = assigned_json(
             member.as_ref().map(|m| m.user_id),
             member.as_ref().map(|m| m.email.as_str()),

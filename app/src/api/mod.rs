@@ -9,8 +9,9 @@
 //! bundles), `bundle` (the bundle file format, pure), `blobs` (content-addressed storage
 //! and its garbage collection), `releases` (releases, deploys, release files), `orgs`
 //! (organizations and projects), `issues` (issue search, pure, and the issue endpoints),
-//! `events`, `pagination` (Sentry's cursors and `Link` header).
+//! `activity` (an issue's timeline and comments), `events`, `pagination` (Sentry's cursors and `Link` header).
 
+pub mod activity;
 pub mod artifacts;
 pub mod assemble;
 pub mod auth;
@@ -65,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(assemble::routes)
             .configure(releases::routes)
             .configure(issues::routes)
+            .configure(activity::routes)
             .configure(events::routes)
             .configure(sessions::routes)
             .default_service(web::to(unknown_endpoint)),

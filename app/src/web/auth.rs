@@ -4,16 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
-use sha2::Digest;
 
 use super::WebState;
 use super::context::{Ctx, Nav, safe_next};
 use super::error::WebError;
 use super::{session, sql};
-use crate::{cli, first_run};
-
-/// Shortest password accepted (the CLI's rule too).
-pub const MIN_PASSWORD: usize = 8;
+use crate::accounts::{self, members, users};
+use crate::first_run;
 
 async fn user_count(ctx: &Ctx) -> Result<i64, WebError> {
     let row = sql::one(&ctx.app.db, "SELECT COUNT(*) AS n FROM users", vec![]).await?;
@@ -102,14 +99,7 @@ pub fn slugify(name: &str) -> String {
 
 /// Checks a new password and its confirmation.
 pub fn check_new_password(password: &str, again: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(format!(
-            "The password must have at least {MIN_PASSWORD} characters."
-        ));
-    }
-    if password.len() > 1024 {
-        return Err("The password is too long (at most 1024 bytes).".into());
-    }
+    users::check_password(password).map_err(|e| e.to_string())?;
     if password != again {
         return Err("The two passwords do not match.".into());
     }
@@ -154,7 +144,7 @@ pub async fn setup_submit(mut ctx: Ctx, body: web::Bytes) -> Result<HttpResponse
             "Name your organization (at most 100 characters).".into(),
         );
     }
-    if let Err(e) = cli::valid_slug(&org_slug) {
+    if let Err(e) = accounts::orgs::valid_slug(&org_slug) {
         return again(&ctx, format!("{e}"));
     }
     // Hashed before the claim's transaction: argon2 takes tens of milliseconds.
@@ -349,12 +339,7 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
         return fail(&ctx, e);
     }
     let hash = web.passwords.hash(form.raw("password").to_string()).await?;
-    sql::exec(
-        &ctx.app.db,
-        "UPDATE users SET password_hash = ? WHERE id = ?",
-        vec![hash.clone().into(), user.id.into()],
-    )
-    .await?;
+    users::set_password_hash(&ctx.app.db, user.id, &hash).await?;
     // Every other session of this user ends: their password tag no longer matches, and
     // their rows are revoked too. This browser goes on in a new session.
     session::end_all(&ctx.app.db, user.id, None, now).await?;
@@ -362,39 +347,14 @@ pub async fn change_password(mut ctx: Ctx, body: web::Bytes) -> Result<HttpRespo
     Ok(ctx.redirect("/account?done=password"))
 }
 
-/// SHA-256 hex of a secret token (invites and API tokens are stored this way).
-pub fn token_hash(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
-struct Invite {
-    id: i64,
-    organization_id: i64,
-    org_name: String,
-    org_slug: String,
-    role: String,
-}
-
-async fn find_invite(ctx: &Ctx, token: &str) -> Result<Invite, WebError> {
-    if token.len() > 100 {
-        return Err(WebError::NotFound);
-    }
-    let row = sql::one(
-        &ctx.app.db,
-        "SELECT i.id, i.organization_id, i.role, o.name, o.slug FROM invites i \
-         JOIN organizations o ON o.id = i.organization_id \
-         WHERE i.token_hash = ? AND i.accepted_at IS NULL AND i.expires_at > ?",
-        vec![token_hash(token).into(), now_ms().into()],
-    )
-    .await?
-    .ok_or(WebError::NotFound)?;
-    Ok(Invite {
-        id: sql::get(&row, "id")?,
-        organization_id: sql::get(&row, "organization_id")?,
-        role: sql::get(&row, "role")?,
-        org_name: sql::get(&row, "name")?,
-        org_slug: sql::get(&row, "slug")?,
-    })
+async fn find_invite(ctx: &Ctx, token: &str) -> Result<members::Invite, WebError> {
+    // A used, expired or unknown link is the same "not found" page.
+    members::find_invite(&ctx.app.db, token)
+        .await
+        .map_err(|e| match e {
+            accounts::AccountError::NotFound(_) => WebError::NotFound,
+            e => e.into(),
+        })
 }
 
 #[derive(Template)]
@@ -458,7 +418,7 @@ pub async fn invite_accept(
                 .passwords
                 .hash(form.raw("password").to_string())
                 .await?;
-            let id = match cli::create_user_hashed(&db, &email, &hash, false).await {
+            let id = match users::create_hashed(&db, &email, &hash, false).await {
                 Ok(id) => id,
                 Err(e) => {
                     return fail(
@@ -469,46 +429,11 @@ pub async fn invite_accept(
                     );
                 }
             };
-            let row = sql::one(
-                &db,
-                "SELECT password_hash FROM users WHERE id = ?",
-                vec![id.into()],
-            )
-            .await?
-            .ok_or(WebError::NotFound)?;
-            let hash: String = sql::get(&row, "password_hash")?;
             ctx.log_in(id, &hash).await?;
             id
         }
     };
-    // Claim the invitation first, so a link works exactly once.
-    let claimed = sql::exec(
-        &db,
-        "UPDATE invites SET accepted_at = ?, accepted_by = ? WHERE id = ? AND accepted_at IS NULL",
-        vec![now_ms().into(), user_id.into(), invite.id.into()],
-    )
-    .await?;
-    if claimed == 1 {
-        let already = sql::one(
-            &db,
-            "SELECT id FROM members WHERE organization_id = ? AND user_id = ?",
-            vec![invite.organization_id.into(), user_id.into()],
-        )
-        .await?;
-        if already.is_none() {
-            sql::exec(
-                &db,
-                "INSERT INTO members (organization_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
-                vec![
-                    invite.organization_id.into(),
-                    user_id.into(),
-                    invite.role.clone().into(),
-                    now_ms().into(),
-                ],
-            )
-            .await?;
-        }
-    }
+    members::accept_invite(&db, &invite, user_id).await?;
     Ok(ctx.redirect(&format!("/organizations/{}/issues", invite.org_slug)))
 }
 

@@ -39,6 +39,19 @@ impl From<sea_orm::DbErr> for WebError {
     }
 }
 
+impl From<crate::accounts::AccountError> for WebError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError as A;
+        match e {
+            A::Invalid(m) | A::Conflict(m) => WebError::BadRequest(m),
+            A::NotFound(_) => WebError::NotFound,
+            A::Forbidden(m) => WebError::Forbidden(m),
+            A::Db(e) => e.into(),
+            A::Internal(m) => WebError::Internal(m),
+        }
+    }
+}
+
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
         WebError::Internal(format!("template: {e}"))

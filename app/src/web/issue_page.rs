@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
+use faultline_core::issues::activity::Actor;
 use faultline_core::issues::{self as domain, Issue, StatusChange, StatusDetails, assign};
 use faultline_core::protocol::event::Event;
 
@@ -121,6 +122,10 @@ struct IssuePage {
     assign_url: String,
     /// The organization's members; the assignee is selected.
     members: Vec<issues::Choice>,
+    /// The timeline, newest first, and the comment form's target.
+    timeline: Vec<super::activity::TimelineEntry>,
+    comment_url: String,
+    max_note_chars: usize,
 }
 
 fn status_text(status: &str, details: Option<&str>, now: i64) -> String {
@@ -327,6 +332,9 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         "resolve_next" => "Resolved in the next release: events from a newer release reopen it.",
         "ignore" => "Ignored.",
         "unresolve" => "Reopened.",
+        "comment" => "Comment added.",
+        "comment_edited" => "Comment changed.",
+        "comment_deleted" => "Comment deleted.",
         _ => "",
     };
     let members = assign::members(db, org.id)
@@ -338,6 +346,8 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
             label: m.email,
         })
         .collect();
+    let viewer = Actor::User(ctx.user()?.id);
+    let timeline = super::activity::timeline(&ctx, &org, &issue, &viewer).await?;
     let trace_id = view.trace_id.clone();
     ctx.page(&IssuePage {
         nav: ctx.nav(&org.slug, "issues"),
@@ -410,6 +420,9 @@ pub async fn show(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
         notice: notice.into(),
         assign_url: format!("{base}/assign"),
         members,
+        timeline,
+        comment_url: format!("{base}/comments"),
+        max_note_chars: domain::activity::MAX_NOTE_CHARS,
     })
 }
 
@@ -467,7 +480,8 @@ pub async fn set_status(
             )));
         }
     };
-    domain::set_status(&ctx.app.db, org.id, &[issue.id], &change, now).await?;
+    let actor = Actor::User(ctx.user()?.id);
+    domain::set_status(&ctx.app.db, org.id, &[issue.id], &change, &actor, now).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/issues/{}?done={action}",
         org.slug, issue.id
@@ -497,7 +511,8 @@ pub async fn set_assignee(
             domain::Error::Invalid(m) => WebError::BadRequest(m),
             domain::Error::Db(e) => e.into(),
         })?;
-    assign::assign(&ctx.app.db, org.id, &[issue.id], member.as_ref()).await?;
+    let actor = Actor::User(ctx.user()?.id);
+    assign::assign(&ctx.app.db, org.id, &[issue.id], member.as_ref(), &actor).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/issues/{}?done=assign",
         org.slug, issue.id

@@ -361,7 +361,8 @@ pub async fn bulk(
             "Select at least one issue (the boxes in the first column).".into(),
         ));
     }
-    issues::set_status(&ctx.app.db, org.id, &ids, &change, now_ms()).await?;
+    let actor = issues::activity::Actor::User(ctx.user()?.id);
+    issues::set_status(&ctx.app.db, org.id, &ids, &change, &actor, now_ms()).await?;
     let back = strip_param(safe_next(form.get("back")).unwrap_or("/"), "done");
     let sep = if back.contains('?') { '&' } else { '?' };
     Ok(ctx.redirect(&format!("{back}{sep}done={}", form.get("action"))))

@@ -7,6 +7,7 @@
 //! 404). Event data is hostile: templates rely on askama's escaping and never use `|safe`.
 
 pub mod access;
+pub mod activity;
 pub mod alerts;
 pub mod auth;
 pub mod charts;
@@ -17,6 +18,7 @@ pub mod format;
 pub mod hooks;
 pub mod issue_page;
 pub mod issues;
+pub mod markdown;
 pub mod orgs;
 pub mod passwords;
 pub mod projects;
@@ -114,6 +116,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/organizations/{org}/issues/{issue_id}/assign",
             web::post().to(issue_page::set_assignee),
+        )
+        .route(
+            "/organizations/{org}/issues/{issue_id}/comments",
+            web::post().to(activity::add),
+        )
+        .route(
+            "/organizations/{org}/issues/{issue_id}/comments/{note_id}/edit",
+            web::post().to(activity::edit),
+        )
+        .route(
+            "/organizations/{org}/issues/{issue_id}/comments/{note_id}/delete",
+            web::post().to(activity::delete),
         )
         .route(
             "/organizations/{org}/issues/{issue_id}/events/{event_id}/json",

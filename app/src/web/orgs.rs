@@ -7,40 +7,16 @@ use askama::Template;
 use faultline_core::entity::now_ms;
 
 use super::access::{self, Poster};
-use super::auth::{slugify, token_hash};
+use super::auth::slugify;
 use super::context::{Ctx, Nav, OrgRef};
 use super::error::WebError;
 use super::format;
 use super::sql;
+
+use crate::accounts::members::{INVITE_DAYS, ROLES};
+use crate::accounts::tokens::{DEFAULT_SCOPES, SCOPES};
+use crate::accounts::{self, AccountError, members, tokens};
 use crate::api::auth::role_scopes;
-use crate::cli;
-
-/// Roles, most powerful first.
-pub const ROLES: &[&str] = &["owner", "admin", "member"];
-
-/// Scopes a token may get (Sentry's names, as sentry-cli asks for them).
-pub const SCOPES: &[&str] = &[
-    "org:read",
-    "project:read",
-    "project:write",
-    "project:releases",
-    "event:read",
-    "event:write",
-    "event:admin",
-];
-
-/// Scopes preselected in the form: what sentry-cli needs in CI.
-pub const DEFAULT_SCOPES: &[&str] = &[
-    "org:read",
-    "project:read",
-    "project:write",
-    "project:releases",
-    "event:read",
-    "event:write",
-];
-
-/// How long an invitation link works.
-pub const INVITE_DAYS: i64 = 7;
 
 pub async fn org_home(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let org = access::org(&ctx, &path)?;
@@ -62,14 +38,12 @@ pub async fn create_org(ctx: Ctx, body: web::Bytes) -> Result<HttpResponse, WebE
     } else {
         form.get("slug").to_string()
     };
-    if name.is_empty() || name.len() > 100 {
-        return Err(WebError::BadRequest(
-            "Name the organization (at most 100 characters).".into(),
-        ));
-    }
-    cli::create_org(&ctx.app.db, &slug, Some(name), Some(&user.email))
+    accounts::orgs::create(&ctx.app.db, &slug, Some(name), Some(&user.email))
         .await
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+        .map_err(|e| match e {
+            AccountError::Db(e) => e.into(),
+            e => WebError::BadRequest(e.to_string()),
+        })?;
     Ok(ctx.redirect(&format!("/organizations/{slug}/projects")))
 }
 
@@ -254,19 +228,6 @@ pub async fn settings(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse,
     settings_page(&ctx, &org, Shown::default()).await
 }
 
-async fn owner_count(ctx: &Ctx, org: &OrgRef) -> Result<i64, WebError> {
-    let r = sql::one(
-        &ctx.app.db,
-        "SELECT COUNT(*) AS n FROM members WHERE organization_id = ? AND role = 'owner'",
-        vec![org.id.into()],
-    )
-    .await?;
-    match r {
-        Some(r) => sql::get(&r, "n"),
-        None => Ok(0),
-    }
-}
-
 /// Change a member's role, or remove them. Only owners touch owners; the last owner stays.
 pub async fn update_member(
     ctx: Ctx,
@@ -276,66 +237,37 @@ pub async fn update_member(
     let (org_slug, member_id) = path.into_inner();
     let (org, form) = access::org_form(&ctx, &org_slug, &body, Poster::Manager)?;
     let member_id = access::path_id(&member_id)?;
-    let row = sql::one(
-        &ctx.app.db,
-        "SELECT role FROM members WHERE id = ? AND organization_id = ?",
-        vec![member_id.into(), org.id.into()],
-    )
-    .await?
-    .ok_or(WebError::NotFound)?;
-    let current: String = sql::get(&row, "role")?;
-    let is_owner = org.role == "owner";
-    let fail = |e: &str| {
-        settings_page(
-            &ctx,
-            &org,
-            Shown {
-                error: e.into(),
-                ..Default::default()
-            },
-        )
+    let db = &ctx.app.db;
+    let (changed, done) = match form.get("action") {
+        "role" => (
+            members::change_role(db, org.id, &org.role, member_id, form.get("role")).await,
+            "member",
+        ),
+        "remove" => (
+            members::remove(db, org.id, &org.role, member_id).await,
+            "removed",
+        ),
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "Unknown action {other:?}: use role or remove."
+            )));
+        }
     };
-    match form.get("action") {
-        "role" => {
-            let role = form.get("role");
-            if !ROLES.contains(&role) {
-                return fail("Pick owner, admin or member.").await;
-            }
-            if (role == "owner" || current == "owner") && !is_owner {
-                return fail("Only owners can make or change owners.").await;
-            }
-            if current == "owner" && role != "owner" && owner_count(&ctx, &org).await? <= 1 {
-                return fail("An organization keeps at least one owner.").await;
-            }
-            sql::exec(
-                &ctx.app.db,
-                "UPDATE members SET role = ? WHERE id = ? AND organization_id = ?",
-                vec![role.into(), member_id.into(), org.id.into()],
+    match changed {
+        Ok(()) => Ok(ctx.redirect(&format!("/organizations/{}/settings?done={done}", org.slug))),
+        // What the manager can correct is shown on the settings page.
+        Err(AccountError::Invalid(e) | AccountError::Forbidden(e)) => {
+            settings_page(
+                &ctx,
+                &org,
+                Shown {
+                    error: e,
+                    ..Default::default()
+                },
             )
-            .await?;
-            Ok(ctx.redirect(&format!("/organizations/{}/settings?done=member", org.slug)))
+            .await
         }
-        "remove" => {
-            if current == "owner" && !is_owner {
-                return fail("Only owners can remove owners.").await;
-            }
-            if current == "owner" && owner_count(&ctx, &org).await? <= 1 {
-                return fail("An organization keeps at least one owner.").await;
-            }
-            sql::exec(
-                &ctx.app.db,
-                "DELETE FROM members WHERE id = ? AND organization_id = ?",
-                vec![member_id.into(), org.id.into()],
-            )
-            .await?;
-            Ok(ctx.redirect(&format!(
-                "/organizations/{}/settings?done=removed",
-                org.slug
-            )))
-        }
-        other => Err(WebError::BadRequest(format!(
-            "Unknown action {other:?}: use role or remove."
-        ))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -346,47 +278,30 @@ pub async fn create_invite(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
     let (org, form) = access::org_form(&ctx, &path, &body, Poster::Manager)?;
-    let role = form.get("role");
-    if !ROLES.contains(&role) {
-        return settings_page(
-            &ctx,
-            &org,
-            Shown {
-                error: "Pick owner, admin or member.".into(),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
-    if role == "owner" && org.role != "owner" {
-        return settings_page(
-            &ctx,
-            &org,
-            Shown {
-                error: "Only owners can invite owners.".into(),
-                ..Default::default()
-            },
-        )
-        .await;
-    }
-    let email = format::truncate(form.get("email"), 254);
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let now = now_ms();
-    sql::exec(
+    let user_id = ctx.user()?.id;
+    let created = members::create_invite(
         &ctx.app.db,
-        "INSERT INTO invites (organization_id, token_hash, role, email, created_by, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-        vec![
-            org.id.into(),
-            token_hash(&token).into(),
-            role.into(),
-            email.into(),
-            ctx.user()?.id.into(),
-            now.into(),
-            (now + INVITE_DAYS * 86_400_000).into(),
-        ],
+        org.id,
+        (user_id, &org.role),
+        form.get("role"),
+        form.get("email"),
     )
-    .await?;
+    .await;
+    let token = match created {
+        Ok(token) => token,
+        Err(AccountError::Invalid(e) | AccountError::Forbidden(e)) => {
+            return settings_page(
+                &ctx,
+                &org,
+                Shown {
+                    error: e,
+                    ..Default::default()
+                },
+            )
+            .await;
+        }
+        Err(e) => return Err(e.into()),
+    };
     let link = format!("{}/invite/{token}", ctx.web.public_url);
     settings_page(
         &ctx,
@@ -408,15 +323,7 @@ pub async fn revoke_invite(
     let (org_slug, invite_id) = path.into_inner();
     let (org, _) = access::org_form(&ctx, &org_slug, &body, Poster::Manager)?;
     let id = access::path_id(&invite_id)?;
-    let n = sql::exec(
-        &ctx.app.db,
-        "DELETE FROM invites WHERE id = ? AND organization_id = ?",
-        vec![id.into(), org.id.into()],
-    )
-    .await?;
-    if n == 0 {
-        return Err(WebError::NotFound);
-    }
+    members::revoke_invite(&ctx.app.db, org.id, id).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/settings?done=revoked",
         org.slug
@@ -432,52 +339,29 @@ pub async fn create_token(
 ) -> Result<HttpResponse, WebError> {
     let (org, form) = access::org_form(&ctx, &path, &body, Poster::Member)?;
     let user_id = ctx.user()?.id;
-    let mut scopes: Vec<String> = Vec::new();
-    for s in form.all("scope") {
-        if !SCOPES.contains(&s) {
-            return settings_page(
-                &ctx,
-                &org,
-                Shown {
-                    error: format!("Unknown scope {s:?}."),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        // Nobody hands a token more than they can do themselves (and a token is cut down
-        // to its owner's role on every request anyway).
-        if !role_scopes(&org.role).contains(&s) {
-            return settings_page(
-                &ctx,
-                &org,
-                Shown {
-                    error: format!(
-                        "Your role ({}) does not grant {s}, so your tokens cannot have it.",
-                        org.role
-                    ),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_string());
-        }
-    }
-    if scopes.is_empty() {
-        return settings_page(
+    let scopes = form.all("scope");
+    let fail = |error: String| {
+        settings_page(
             &ctx,
             &org,
             Shown {
-                error: "Pick at least one scope.".into(),
+                error,
                 ..Default::default()
             },
         )
-        .await;
+    };
+    if scopes.is_empty() {
+        return fail("Pick at least one scope.".into()).await;
     }
-    let name = format::truncate(form.get("name"), 100);
-    let token = cli::create_token_for(&ctx.app.db, org.id, Some(user_id), &scopes, &name).await?;
+    let name = form.get("name");
+    let token =
+        match tokens::create_for_member(&ctx.app.db, org.id, (user_id, &org.role), &scopes, name)
+            .await
+        {
+            Ok(token) => token,
+            Err(AccountError::Invalid(e) | AccountError::Forbidden(e)) => return fail(e).await,
+            Err(e) => return Err(e.into()),
+        };
     settings_page(
         &ctx,
         &org,
@@ -499,24 +383,13 @@ pub async fn revoke_token(
     let (org, _) = access::org_form(&ctx, &org_slug, &body, Poster::Member)?;
     let user_id = ctx.user()?.id;
     let id = access::path_id(&token_id)?;
-    let n = if org.can_manage() {
-        sql::exec(
-            &ctx.app.db,
-            "DELETE FROM api_tokens WHERE id = ? AND organization_id = ?",
-            vec![id.into(), org.id.into()],
-        )
-        .await?
+    // Managers revoke any token of the organization; members only their own.
+    let only_of = if org.can_manage() {
+        None
     } else {
-        sql::exec(
-            &ctx.app.db,
-            "DELETE FROM api_tokens WHERE id = ? AND organization_id = ? AND user_id = ?",
-            vec![id.into(), org.id.into(), user_id.into()],
-        )
-        .await?
+        Some(user_id)
     };
-    if n == 0 {
-        return Err(WebError::NotFound);
-    }
+    tokens::revoke(&ctx.app.db, org.id, id, only_of).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/settings?done=revoked",
         org.slug

@@ -110,7 +110,7 @@ impl PasswordWork {
 
     /// An argon2id hash of a new password (PHC string with its own salt).
     pub async fn hash(&self, password: String) -> Result<String, WebError> {
-        self.run(move || crate::cli::hash_password(&password))
+        self.run(move || crate::accounts::users::hash_password(&password))
             .await?
             .map_err(WebError::from)
     }

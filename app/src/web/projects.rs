@@ -6,14 +6,13 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use faultline_core::entity::now_ms;
-use faultline_core::protocol::dsn::ProjectKey;
 
 use super::access::{self, Poster, ProjectRow};
 use super::context::{Ctx, Nav};
 use super::error::WebError;
 use super::format;
 use super::sql;
-use crate::cli;
+use crate::accounts::{self, AccountError, keys};
 
 /// Platforms offered when creating a project (the SDK snippets exist for these).
 pub const PLATFORMS: &[(&str, &str)] = &[
@@ -113,11 +112,12 @@ pub async fn create(
         )
         .await;
     }
-    match cli::create_project(&ctx.app.db, &org.slug, &slug, Some(platform)).await {
+    match accounts::projects::create(&ctx.app.db, &org.slug, &slug, Some(platform)).await {
         Ok(_) => Ok(ctx.redirect(&format!(
             "/organizations/{}/projects/{}/settings?created=1",
             org.slug, slug
         ))),
+        Err(AccountError::Db(e)) => Err(e.into()),
         Err(e) => projects_page(&ctx, &org.slug, e.to_string(), slug).await,
     }
 }
@@ -288,28 +288,6 @@ pub async fn save_general(
     let (org_slug, project_slug) = path.into_inner();
     let (org, project, form) =
         access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
-    let name = form.get("name");
-    let retention: i32 = match form.get("retention_days").parse() {
-        Ok(n) if (1..=3650).contains(&n) => n,
-        _ => {
-            return settings_page(
-                &ctx,
-                &org_slug,
-                &project_slug,
-                "Retention is a number of days between 1 and 3650.".into(),
-            )
-            .await;
-        }
-    };
-    if name.is_empty() || name.len() > 100 {
-        return settings_page(
-            &ctx,
-            &org_slug,
-            &project_slug,
-            "The name must have 1 to 100 characters.".into(),
-        )
-        .await;
-    }
     let platform = form.get("platform");
     if !PLATFORMS.iter().any(|(p, _)| *p == platform) {
         return settings_page(
@@ -320,33 +298,28 @@ pub async fn save_general(
         )
         .await;
     }
-    sql::exec(
-        &ctx.app.db,
-        "UPDATE projects SET name = ?, platform = ?, retention_days = ? WHERE id = ?",
-        vec![
-            name.into(),
-            platform.into(),
-            retention.into(),
-            project.id.into(),
-        ],
-    )
-    .await?;
+    let general = accounts::projects::General {
+        name: form.get("name"),
+        platform,
+        // Not a number: out of range, refused with the range's message.
+        retention_days: form.get("retention_days").parse().unwrap_or(0),
+    };
+    match accounts::projects::save_general(&ctx.app.db, project.id, general).await {
+        Ok(()) => {}
+        Err(AccountError::Invalid(e)) => {
+            return settings_page(&ctx, &org_slug, &project_slug, e).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(ctx.redirect(&format!(
         "/organizations/{}/projects/{}/settings?done=general",
         org.slug, project.slug
     )))
 }
 
+/// A rate limit from the form; a bad one is shown on the settings page.
 fn parse_rate_limit(s: &str) -> Result<Option<i32>, String> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    match s.parse::<i32>() {
-        Ok(n) if (1..=10_000_000).contains(&n) => Ok(Some(n)),
-        _ => Err(format!(
-            "{s:?} is not a rate limit: use a number of events per minute (1 to 10000000), or leave it empty for none."
-        )),
-    }
+    keys::parse_rate_limit(s).map_err(|e| e.to_string())
 }
 
 pub async fn create_key(
@@ -357,25 +330,12 @@ pub async fn create_key(
     let (org_slug, project_slug) = path.into_inner();
     let (org, project, form) =
         access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
-    let label = format::truncate(form.get("label"), 100);
+    let label = form.get("label");
     let rate = match parse_rate_limit(form.get("rate_limit")) {
         Ok(r) => r,
         Err(e) => return settings_page(&ctx, &org_slug, &project_slug, e).await,
     };
-    sql::exec(
-        &ctx.app.db,
-        "INSERT INTO project_keys (project_id, public_key, label, enabled, rate_limit_per_minute, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-        vec![
-            project.id.into(),
-            ProjectKey::generate().to_string().into(),
-            label.into(),
-            true.into(),
-            rate.into(),
-            now_ms().into(),
-        ],
-    )
-    .await?;
+    keys::create(&ctx.app.db, project.id, label, rate).await?;
     Ok(ctx.redirect(&format!(
         "/organizations/{}/projects/{}/settings?done=key",
         org.slug, project.slug
@@ -392,39 +352,22 @@ pub async fn update_key(
     let (org, project, form) =
         access::project_form(&ctx, &org_slug, &project_slug, &body, Poster::Manager).await?;
     let key_id = access::path_id(&key_id)?;
-    let changed = match form.get("action") {
-        "enable" | "disable" => {
-            sql::exec(
-                &ctx.app.db,
-                "UPDATE project_keys SET enabled = ? WHERE id = ? AND project_id = ?",
-                vec![
-                    (form.get("action") == "enable").into(),
-                    key_id.into(),
-                    project.id.into(),
-                ],
-            )
-            .await?
+    match form.get("action") {
+        action @ ("enable" | "disable") => {
+            keys::set_enabled(&ctx.app.db, project.id, key_id, action == "enable").await?
         }
         "rate_limit" => {
             let rate = match parse_rate_limit(form.get("rate_limit")) {
                 Ok(r) => r,
                 Err(e) => return settings_page(&ctx, &org_slug, &project_slug, e).await,
             };
-            sql::exec(
-                &ctx.app.db,
-                "UPDATE project_keys SET rate_limit_per_minute = ? WHERE id = ? AND project_id = ?",
-                vec![rate.into(), key_id.into(), project.id.into()],
-            )
-            .await?
+            keys::set_rate_limit(&ctx.app.db, project.id, key_id, rate).await?
         }
         other => {
             return Err(WebError::BadRequest(format!(
                 "Unknown action {other:?}: use enable, disable or rate_limit."
             )));
         }
-    };
-    if changed == 0 {
-        return Err(WebError::NotFound);
     }
     Ok(ctx.redirect(&format!(
         "/organizations/{}/projects/{}/settings?done=key",
@@ -435,15 +378,6 @@ pub async fn update_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limits() {
-        assert_eq!(parse_rate_limit(""), Ok(None));
-        assert_eq!(parse_rate_limit("600"), Ok(Some(600)));
-        assert!(parse_rate_limit("0").is_err());
-        assert!(parse_rate_limit("-5").is_err());
-        assert!(parse_rate_limit("lots").is_err());
-    }
 
     #[test]
     fn snippets_carry_the_dsn() {

@@ -52,11 +52,11 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     let db = faultline_core::db::connect_url(&config.database_url)
         .await
         .expect("second connection");
-    faultline_app::cli::create_org(&db, "acme", None, None)
+    faultline_app::accounts::orgs::create(&db, "acme", None, None)
         .await
         .expect("org");
     let (project_id, public_key) =
-        faultline_app::cli::create_project(&db, "acme", "web", Some("python"))
+        faultline_app::accounts::projects::create(&db, "acme", "web", Some("python"))
             .await
             .expect("project");
     tokio::spawn(async move {

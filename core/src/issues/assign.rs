@@ -1,9 +1,10 @@
 //! Who an issue is assigned to: a member of its organization, or nobody.
 
-use sea_orm::{ConnectionTrait, DbErr, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 
 use super::Error;
-use crate::sql::{execute, placeholders, query_all, query_one};
+use super::activity::{self, Actor, NewActivity, kind};
+use crate::sql::{begin_write, execute, placeholders, query_all, query_one};
 
 /// A member of an organization that issues can be assigned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,29 +101,65 @@ pub async fn find_member(
     }))
 }
 
-/// Assigns the issues `ids` of `organization_id` to `member` (or nobody); returns how many
-/// changed.
+/// Assigns the issues `ids` of `organization_id` to `member` (or nobody); each issue whose
+/// assignee changes gets a timeline entry by `actor`, in the same transaction. Returns how
+/// many issues it matched.
 pub async fn assign(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     organization_id: i64,
     ids: &[i64],
     member: Option<&Member>,
+    actor: &Actor,
 ) -> Result<u64, DbErr> {
+    let now = crate::entity::now_ms();
+    let txn = begin_write(db).await?;
     let mut changed = 0;
+    let mut entries = Vec::new();
+    let new_id = member.map(|m| m.user_id);
     for chunk in ids.chunks(500) {
-        let mut values: Vec<Value> = vec![member.map(|m| m.user_id).into()];
-        values.extend(chunk.iter().map(|id| Value::from(*id)));
-        values.push(organization_id.into());
+        let in_org = format!(
+            "id IN ({}) AND project_id IN (SELECT id FROM projects WHERE organization_id = ?)",
+            placeholders(chunk.len())
+        );
+        let mut scope: Vec<Value> = chunk.iter().map(|id| Value::from(*id)).collect();
+        scope.push(organization_id.into());
+        for row in query_all(
+            &txn,
+            &format!("SELECT id, project_id, assignee_id FROM issues WHERE {in_org}"),
+            scope.clone(),
+        )
+        .await?
+        {
+            if row.try_get::<Option<i64>>("", "assignee_id")? == new_id {
+                continue;
+            }
+            entries.push(NewActivity {
+                issue_id: row.try_get("", "id")?,
+                project_id: row.try_get("", "project_id")?,
+                kind: match member {
+                    Some(_) => kind::ASSIGNED,
+                    None => kind::UNASSIGNED,
+                },
+                data: match member {
+                    Some(m) => serde_json::json!({
+                        "assignee": m.user_id.to_string(),
+                        "assigneeEmail": m.email,
+                        "assigneeType": "user",
+                    }),
+                    None => serde_json::json!({}),
+                },
+            });
+        }
+        let mut values: Vec<Value> = vec![new_id.into()];
+        values.extend(scope);
         changed += execute(
-            db,
-            &format!(
-                "UPDATE issues SET assignee_id = ? WHERE id IN ({}) \
-                 AND project_id IN (SELECT id FROM projects WHERE organization_id = ?)",
-                placeholders(chunk.len())
-            ),
+            &txn,
+            &format!("UPDATE issues SET assignee_id = ? WHERE {in_org}"),
             values,
         )
         .await?;
     }
+    activity::record(&txn, actor, &entries, now).await?;
+    txn.commit().await?;
     Ok(changed)
 }

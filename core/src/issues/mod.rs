@@ -9,12 +9,14 @@
 //! - [`list`]: the issue list query (filter, sort, keyset windows) and bulk selection.
 //! - [`actions`]: status changes and deletion.
 //! - [`assign`]: assignment to a member of the organization, or nobody.
+//! - [`activity`]: the timeline every change above writes to, and comments.
 //!
 //! Callers authorize first (which organization's issues the caller may touch); every
 //! function here also takes that organization or its projects, so a mistake upstream
 //! cannot reach another organization's issues.
 
 pub mod actions;
+pub mod activity;
 pub mod assign;
 pub mod list;
 pub mod search;

@@ -38,6 +38,8 @@ async function login(page, base, email, password) {
     // the server printed (SETUP_LINK, read from <data dir>/setup-token by the test).
     await page.goto(base + '/');
     check(page.url().endsWith('/setup'), 'redirected to /setup, got ' + page.url());
+    // That page is the expected 403 (no setup link yet), which Chromium logs as an error.
+    errors.length = 0;
     const stranger = await (await context.request.get(base + '/setup', { maxRedirects: 0 })).status();
     check(stranger === 403, 'setup without the link is refused, got ' + stranger);
     await page.goto(process.env.SETUP_LINK.replace(/^https?:\/\/[^/]+/, base));
@@ -97,6 +99,50 @@ async function login(page, base, email, password) {
     await page.click('[data-theme-toggle]');
     await page.screenshot({ path: artifacts + '/issue-page-dark.png', fullPage: false });
     await page.click('[data-theme-toggle]');
+    // A comment in Markdown with hostile bits: the formatting shows, the HTML shows as
+    // text, and nothing runs — not even in a context that ignores the page's CSP.
+    const comment = 'Looking into it: **checkout** [docs](https://example.com/x)\n\n' +
+      '<img src=x onerror="window.__xss=1">\n\n[click](javascript:window.__xss=2) ' +
+      '<script>window.__xss=3</script> ![y](x" onerror="window.__xss=4)';
+    await page.fill('#comment-text', comment);
+    await Promise.all([page.waitForNavigation(), page.click('form.comment-form button[type=submit]')]);
+    const noteHtml = await page.innerHTML('.timeline li.note .note-body');
+    check(noteHtml.includes('<strong>checkout</strong>'), 'Markdown rendered: ' + noteHtml);
+    const noteText = await page.textContent('.timeline li.note .note-body');
+    check(noteText.includes('<img src=x onerror='), 'raw HTML shown as text: ' + noteText);
+    const who = await page.textContent('.timeline li.note .entry-head');
+    check(who.includes(email) && who.includes('commented'), 'comment by its author: ' + who);
+    const inert = async (p) => {
+      await p.waitForTimeout(150);
+      return p.evaluate(() => ({
+        flag: window.__xss === undefined ? null : String(window.__xss),
+        injected: document.querySelectorAll('.note-body img, .note-body script, .note-body [onerror], .note-body [onload]').length,
+        jsLinks: Array.from(document.querySelectorAll('.note-body a[href]')).map((a) => a.getAttribute('href')).filter((h) => /^\s*(javascript|data):/i.test(h)),
+      }));
+    };
+    const here = await inert(page);
+    check(here.flag === null && here.injected === 0 && here.jsLinks.length === 0, 'comment inert: ' + JSON.stringify(here));
+    const noCsp = await browser.newContext({ bypassCSP: true });
+    const raw = await noCsp.newPage();
+    await login(raw, base, email, password);
+    await raw.goto(page.url());
+    const bare = await inert(raw);
+    check(bare.flag === null && bare.injected === 0 && bare.jsLinks.length === 0, 'comment inert without CSP: ' + JSON.stringify(bare));
+    await noCsp.close();
+    await page.screenshot({ path: artifacts + '/issue-activity.png', fullPage: true });
+    // Assign it to oneself: the select keeps the choice, the timeline says so, and the
+    // issue is in the "Assigned to me" list.
+    await page.selectOption('form.assign select[name=assignee]', { label: email });
+    await Promise.all([page.waitForNavigation(), page.click('form.assign button[type=submit]')]);
+    const chosen = await page.$eval('form.assign select[name=assignee]', (s) => s.options[s.selectedIndex].textContent.trim());
+    check(chosen === email, 'assigned to ' + chosen);
+    const timeline = await page.textContent('.timeline');
+    check(/assigned/i.test(timeline), 'assignment on the timeline: ' + timeline.slice(0, 300));
+    await page.goto(base + '/organizations/acme-shop/issues');
+    await Promise.all([page.waitForNavigation(), page.click('a.mine')]);
+    const mine = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(mine.length === 1 && mine[0].startsWith('ZeroDivisionError'), 'assigned to me: ' + mine);
+    await page.goto(issueUrl);
     // Resolve.
     await Promise.all([page.waitForNavigation(), page.click('button[value=resolve]')]);
     const status = (await page.textContent('.statusline .badge')).trim();
