@@ -30,6 +30,10 @@ pub enum PayloadKind {
     SecurityReport,
     /// A cron monitor check-in in the normal form of `protocol::check_in::CheckIn`.
     CheckIn,
+    /// Release health: a JSON array of the envelope's checked `session` items.
+    Session,
+    /// Release health: a JSON array of the envelope's checked `sessions` items.
+    Sessions,
 }
 
 /// One event to process: produced by ingest, consumed by the worker pipeline.

@@ -14,6 +14,8 @@ pub mod db;
 #[cfg(feature = "storage")]
 pub mod entity;
 #[cfg(feature = "storage")]
+pub mod health;
+#[cfg(feature = "storage")]
 pub mod issues;
 pub mod jobs;
 pub mod metrics;

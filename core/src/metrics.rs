@@ -49,6 +49,14 @@ pub struct ThreadLabel {
     pub thread: &'static str,
 }
 
+/// `item` (`session` or `sessions`) and `outcome` (`accepted`, or why it was dropped) of
+/// release-health items ingest read.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionItemLabels {
+    pub item: &'static str,
+    pub outcome: &'static str,
+}
+
 /// `state` label of database pool connections.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabel {
@@ -102,6 +110,10 @@ pub struct Metrics {
     /// Cron check-ins by outcome: `accepted` (queued), `invalid` (refused by ingest, per
     /// item), `stored`, `unknown_monitor`, `disabled` (dropped by the worker).
     pub check_ins: Family<OutcomeLabel, Counter>,
+    /// Release-health items read by ingest, per kind and outcome (accepted or dropped).
+    pub session_items: Family<SessionItemLabels, Counter>,
+    /// Session updates and aggregate buckets the worker counted.
+    pub sessions_counted: Counter,
 }
 
 /// The process-wide metrics.
@@ -194,6 +206,8 @@ impl Metrics {
             db_pool_max: Gauge::default(),
             password_verifications: Counter::default(),
             check_ins: Family::default(),
+            session_items: Family::default(),
+            sessions_counted: Counter::default(),
         };
         // Both outcomes exist from the start, so dashboards show 0 rather than no data.
         for outcome in ["hit", "miss"] {
@@ -300,6 +314,16 @@ impl Metrics {
             "check_ins",
             "Cron check-ins by outcome",
             m.check_ins.clone(),
+        );
+        r.register(
+            "ingest_session_items",
+            "Release-health items (session, sessions) read by ingest, by outcome: accepted or why dropped",
+            m.session_items.clone(),
+        );
+        r.register(
+            "sessions_counted",
+            "Session updates and aggregate buckets counted by the worker",
+            m.sessions_counted.clone(),
         );
         m
     }

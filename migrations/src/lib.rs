@@ -15,6 +15,7 @@ mod m20261205_000030_chunk_owners;
 mod m20261205_000040_issue_assignee;
 mod m20261205_000050_issue_activity;
 mod m20261205_000060_issue_merge;
+mod m20261205_000070_release_health;
 mod m20261205_000080_monitors;
 
 /// Runs every migration in order; applied automatically at start.
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000040_issue_assignee::Migration),
             Box::new(m20261205_000050_issue_activity::Migration),
             Box::new(m20261205_000060_issue_merge::Migration),
+            Box::new(m20261205_000070_release_health::Migration),
             Box::new(m20261205_000080_monitors::Migration),
         ]
     }

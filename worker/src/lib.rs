@@ -8,6 +8,7 @@ pub mod monitors;
 pub mod normalize;
 pub mod pipeline;
 pub mod retention;
+pub mod sessions;
 pub mod sql;
 pub mod store;
 pub mod symbolicate;

@@ -56,6 +56,7 @@ struct Submitted {
 pub struct Pipeline {
     tx: mpsc::Sender<Submitted>,
     monitors: crate::monitors::Monitors,
+    sessions: crate::sessions::Sessions,
 }
 
 impl Pipeline {
@@ -63,14 +64,22 @@ impl Pipeline {
     pub fn start(db: DatabaseConnection) -> Pipeline {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let monitors = crate::monitors::Monitors::start(db.clone());
+        let sessions = crate::sessions::Sessions::start(db.clone());
         tokio::spawn(batcher(db, rx));
-        Pipeline { tx, monitors }
+        Pipeline {
+            tx,
+            monitors,
+            sessions,
+        }
     }
 
     /// Processes one job; returns once its event is committed (or it failed).
     pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
         if job.kind == PayloadKind::CheckIn {
             return self.monitors.process(job).await;
+        }
+        if matches!(job.kind, PayloadKind::Session | PayloadKind::Sessions) {
+            return self.sessions.process(job).await;
         }
         let (done, wait) = oneshot::channel();
         self.tx
@@ -501,6 +510,12 @@ pub fn prepare(job: EventJob) -> Result<Stage, PipelineError> {
         // Routed to `monitors` before batching; never prepared as an event.
         PayloadKind::CheckIn => {
             return Err(PipelineError::Invalid("a check-in is not an event".into()));
+        }
+        // Counted by `sessions`, never prepared as events.
+        PayloadKind::Session | PayloadKind::Sessions => {
+            return Err(PipelineError::Invalid(
+                "a session job is not an event".into(),
+            ));
         }
     }
     .map_err(|e| PipelineError::Invalid(e.to_string()))?;

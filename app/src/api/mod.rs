@@ -24,6 +24,7 @@ pub mod monitors;
 pub mod orgs;
 pub mod pagination;
 pub mod releases;
+pub mod sessions;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
@@ -69,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(activity::routes)
             .configure(events::routes)
             .configure(monitors::routes)
+            .configure(sessions::routes)
             .default_service(web::to(unknown_endpoint)),
     );
 }

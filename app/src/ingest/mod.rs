@@ -437,6 +437,18 @@ fn ok_id(event_id: Option<&str>) -> HttpResponse {
 
 /// Makes the job durable, then counts the event as accepted for its project.
 async fn enqueue(state: &IngestState, project_id: i64, job: Vec<u8>) -> Result<(), IngestError> {
+    enqueue_job(state, job).await?;
+    metrics::get()
+        .ingest_accepted
+        .get_or_create(&metrics::ProjectLabel {
+            project: project_id,
+        })
+        .inc();
+    Ok(())
+}
+
+/// Makes a job durable.
+async fn enqueue_job(state: &IngestState, job: Vec<u8>) -> Result<(), IngestError> {
     let span = tracing::info_span!(
         target: SPAN_TARGET,
         "queue.enqueue",
@@ -457,12 +469,6 @@ async fn enqueue(state: &IngestState, project_id: i64, job: Vec<u8>) -> Result<(
                 "event could not be stored; try again",
             )
         })?;
-    metrics::get()
-        .ingest_accepted
-        .get_or_create(&metrics::ProjectLabel {
-            project: project_id,
-        })
-        .inc();
     Ok(())
 }
 
@@ -593,9 +599,20 @@ async fn accept_envelope(
     envelope: &Envelope,
 ) -> Result<HttpResponse, IngestError> {
     let project_id = key.project_id;
+    let mut meta = job_meta(req, project_id);
+    meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
+    meta.envelope_sdk = envelope.headers.sdk.as_ref();
     // Every item is checked before anything is written: one oversize item refuses the
-    // whole envelope (Relay does the same), unsupported items are dropped silently.
+    // whole envelope (Relay does the same), unsupported items are dropped silently, and an
+    // invalid session item is dropped alone (counted with its reason).
     let mut event_item = None;
+    let mut health = HealthItems {
+        drift_ms: faultline_core::protocol::session::clock_drift_ms(
+            envelope.headers.sent_at.map(|t| t.timestamp_millis()),
+            meta.received_ms,
+        ),
+        ..HealthItems::default()
+    };
     for item in &envelope.items {
         match item.headers.ty {
             ItemType::Event | ItemType::Security | ItemType::RawSecurity => {
@@ -612,62 +629,168 @@ async fn accept_envelope(
                     event_item = Some(item);
                 }
             }
+            ItemType::Session | ItemType::Sessions => health.check(item, meta.received_ms),
             _ => {}
         }
     }
 
     let header_id = envelope.headers.event_id;
-    // The event is checked first: a refused envelope queues nothing.
-    let mut checked_event = None;
-    if let Some(item) = event_item {
-        // Checked the way the worker reads it: an accepted payload the worker cannot parse
-        // would be an event lost.
-        let checked = json_check::check(&item.payload).map_err(|e| {
-            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                .cause(format!("event item is not valid JSON: {e}"))
-        })?;
-        // Security reports may be arrays (the Reporting API); events are objects.
-        if item.headers.ty == ItemType::Event && !checked.is_object {
-            return Err(
-                IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
-                    .cause("event item is not a JSON object"),
-            );
-        }
-        checked_event = Some((item, checked));
-    }
+    let event = match event_item {
+        Some(item) => Some(check_event_item(item, header_id)?),
+        None => None,
+    };
     // Cron check-ins: each its own job, each refused alone (PROTOCOL.md 9.3.1).
     let check_ins = check_in_jobs(envelope, state.limits.max_event_size);
-    if checked_event.is_none() && check_ins.is_empty() {
-        // Sessions, transactions, client reports, attachments: accepted, not stored yet.
+    if event.is_none() && health.is_empty() && check_ins.is_empty() {
+        // Transactions, client reports, attachments: accepted, not stored yet.
         return Ok(ok_id(
             header_id.map(|id| id.simple().to_string()).as_deref(),
         ));
     }
     // One envelope is one request to the rate limiter, whatever it carries.
     admit(state, key)?;
-    if !check_ins.is_empty() {
-        let meta = job_meta(req, project_id);
-        for (id, payload) in check_ins {
-            let job = job_bytes(state, &meta, &id, PayloadKind::CheckIn, &payload)?;
-            enqueue_check_in(state, job).await?;
-        }
+    // The event and the envelope's session items travel as separate jobs, made durable
+    // together before the answer.
+    let mut jobs = Vec::with_capacity(3);
+    if let Some((event_id, kind, payload)) = &event {
+        jobs.push((true, job_bytes(state, &meta, event_id, *kind, payload)?));
     }
-    let Some((item, checked)) = checked_event else {
-        return Ok(ok_id(
+    for (kind, payload) in health.payloads() {
+        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        jobs.push((false, job_bytes(state, &meta, &job_id, kind, &payload)?));
+    }
+    futures_util::future::try_join_all(jobs.into_iter().map(|(is_event, job)| async move {
+        if is_event {
+            enqueue(state, project_id, job).await
+        } else {
+            enqueue_job(state, job).await
+        }
+    }))
+    .await?;
+    health.count_accepted();
+    // Check-ins one after another, in the envelope's order: a monitor's check-ins are
+    // applied in the order ingest accepted them.
+    for (id, payload) in check_ins {
+        let job = job_bytes(state, &meta, &id, PayloadKind::CheckIn, &payload)?;
+        enqueue_check_in(state, job).await?;
+    }
+    match event {
+        Some((event_id, _, _)) => Ok(ok_id(Some(&event_id))),
+        None => Ok(ok_id(
             header_id.map(|id| id.simple().to_string()).as_deref(),
-        ));
-    };
-    let event_id = pick_event_id(header_id, checked.event_id.as_deref());
-    let mut meta = job_meta(req, project_id);
-    meta.sent_at = envelope.headers.sent_at.map(|t| t.to_rfc3339());
-    meta.envelope_sdk = envelope.headers.sdk.as_ref();
+        )),
+    }
+}
+
+/// The envelope's event item, checked the way the worker reads it (an accepted payload
+/// the worker cannot parse would be an event lost): its id, kind and payload.
+fn check_event_item(
+    item: &faultline_core::protocol::envelope::Item,
+    header_id: Option<uuid::Uuid>,
+) -> Result<(String, PayloadKind, Bytes), IngestError> {
+    let checked = json_check::check(&item.payload).map_err(|e| {
+        IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+            .cause(format!("event item is not valid JSON: {e}"))
+    })?;
+    // Security reports may be arrays (the Reporting API); events are objects.
+    if item.headers.ty == ItemType::Event && !checked.is_object {
+        return Err(
+            IngestError::new(StatusCode::BAD_REQUEST, "invalid event envelope")
+                .cause("event item is not a JSON object"),
+        );
+    }
     let kind = match item.headers.ty {
         ItemType::Event => PayloadKind::Event,
         _ => PayloadKind::SecurityReport,
     };
-    let job = job_bytes(state, &meta, &event_id, kind, &item.payload)?;
-    enqueue(state, project_id, job).await?;
-    Ok(ok_id(Some(&event_id)))
+    Ok((
+        pick_event_id(header_id, checked.event_id.as_deref()),
+        kind,
+        item.payload.clone(),
+    ))
+}
+
+/// The release-health items of one envelope that passed the checks (PROTOCOL.md §9.1.3);
+/// the others are counted with their reason and dropped here, so the worker only ever
+/// sees items it can count.
+#[derive(Default)]
+struct HealthItems {
+    /// How far the sender's clock is off (its times are moved by this much).
+    drift_ms: i64,
+    seen: usize,
+    updates: Vec<Bytes>,
+    aggregates: Vec<Bytes>,
+}
+
+impl HealthItems {
+    fn check(&mut self, item: &faultline_core::protocol::envelope::Item, received_ms: i64) {
+        use faultline_core::protocol::session::{self, Rejection};
+        self.seen += 1;
+        let is_update = item.headers.ty == ItemType::Session;
+        let label = if is_update { "session" } else { "sessions" };
+        let checked = if self.seen > session::MAX_ITEMS_PER_ENVELOPE {
+            Err(Rejection::TooMany)
+        } else if is_update {
+            session::parse_update_drifted(&item.payload, received_ms, self.drift_ms).map(|_| ())
+        } else {
+            session::parse_aggregates_drifted(&item.payload, received_ms, self.drift_ms).map(|a| {
+                // Buckets out of range are dropped one by one.
+                for why in &a.dropped {
+                    count_session_item(label, why.outcome());
+                }
+            })
+        };
+        match checked {
+            Ok(()) if is_update => self.updates.push(item.payload.clone()),
+            Ok(()) => self.aggregates.push(item.payload.clone()),
+            Err(why) => {
+                tracing::debug!(item = label, reason = %why, "session item dropped");
+                count_session_item(label, why.outcome());
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.updates.is_empty() && self.aggregates.is_empty()
+    }
+
+    /// One job payload per kind: a JSON array of the items (each already a JSON object).
+    fn payloads(&self) -> impl Iterator<Item = (PayloadKind, Vec<u8>)> + '_ {
+        [
+            (PayloadKind::Session, &self.updates),
+            (PayloadKind::Sessions, &self.aggregates),
+        ]
+        .into_iter()
+        .filter(|(_, items)| !items.is_empty())
+        .map(|(kind, items)| {
+            let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            out.push(b']');
+            (kind, out)
+        })
+    }
+
+    fn count_accepted(&self) {
+        for _ in &self.updates {
+            count_session_item("session", "accepted");
+        }
+        for _ in &self.aggregates {
+            count_session_item("sessions", "accepted");
+        }
+    }
+}
+
+fn count_session_item(item: &'static str, outcome: &'static str) {
+    metrics::get()
+        .session_items
+        .get_or_create(&metrics::SessionItemLabels { item, outcome })
+        .inc();
 }
 
 /// Largest check-in item (Relay's limit).

@@ -92,6 +92,8 @@ struct IssuesPage {
     notice: String,
     /// This list filtered to the viewer's unresolved issues.
     mine_url: String,
+    /// A project's page: its current releases' health (sessions in the last 24 hours).
+    health: Vec<super::releases::HealthLine>,
 }
 
 fn list_url(base: &str, params: &[(&str, &str)]) -> String {
@@ -277,6 +279,18 @@ async fn render_list(
         "merge" => "Merged into one issue (the one with the most events).",
         _ => "",
     };
+    // Current releases: those with sessions in the last 24 hours, most adopted first.
+    let health = match &single {
+        Some(p) => {
+            let mut lines =
+                super::releases::health_lines(ctx, &org.slug, &[(p.id, p.slug.clone())], &[])
+                    .await?;
+            lines.retain(|h| h.adoption != "-" && h.adoption != "0.0%");
+            lines.truncate(5);
+            lines
+        }
+        None => Vec::new(),
+    };
     let heading = match &single {
         Some(p) => p.name.clone(),
         None => format!("{} · all issues", org.name),
@@ -312,6 +326,7 @@ async fn render_list(
         },
         notice: notice.into(),
         mine_url: list_url(&base, &[("query", "is:unresolved assigned:me")]),
+        health,
     })
 }
 

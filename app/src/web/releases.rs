@@ -6,6 +6,7 @@ use askama::Template;
 use faultline_core::entity::now_ms;
 
 use super::access;
+use super::charts;
 use super::context::{Ctx, Nav};
 use super::error::WebError;
 use super::format;
@@ -31,6 +32,130 @@ struct ReleasesPage {
     project_name: String,
     issues_url: String,
     releases: Vec<ReleaseLine>,
+    health: Vec<HealthLine>,
+}
+
+/// How far back the pages' crash-free rates and totals look.
+pub const HEALTH_PERIOD_MS: i64 = 14 * 24 * HOUR_MS;
+const HOUR_MS: i64 = faultline_core::health::HOUR_MS;
+
+/// One release's health in one environment, as the pages show it.
+pub struct HealthLine {
+    pub project: String,
+    pub release: String,
+    pub url: String,
+    pub environment: String,
+    pub crash_free_sessions: String,
+    pub crash_free_users: String,
+    pub adoption: String,
+    pub sessions: String,
+    pub users: String,
+}
+
+fn percent(r: Option<f64>) -> String {
+    match r {
+        // Two decimals below 100 %, so 99.99 % never shows as 100 %.
+        Some(r) if r < 1.0 => format!("{:.2}%", (r * 10_000.0).floor() / 100.0),
+        Some(_) => "100%".into(),
+        None => "-".into(),
+    }
+}
+
+/// Health per release and environment of `projects` (id, slug) over the last 14 days,
+/// with adoption over the last 24 hours; most sessions first.
+pub async fn health_lines(
+    ctx: &Ctx,
+    org_slug: &str,
+    projects: &[(i64, String)],
+    releases: &[String],
+) -> Result<Vec<HealthLine>, WebError> {
+    let now = now_ms();
+    let ids: Vec<i64> = projects.iter().map(|(id, _)| *id).collect();
+    let end = (now + HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    let mut rows = faultline_core::health::release_health(
+        &ctx.app.db,
+        &ids,
+        releases,
+        end - HEALTH_PERIOD_MS,
+        end,
+        now,
+    )
+    .await?;
+    rows.sort_by(|a, b| {
+        b.counts
+            .total_sessions()
+            .cmp(&a.counts.total_sessions())
+            .then_with(|| a.release.cmp(&b.release))
+    });
+    Ok(rows
+        .into_iter()
+        .map(|h| {
+            let slug = projects
+                .iter()
+                .find(|(id, _)| *id == h.project_id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            HealthLine {
+                url: format!(
+                    "/organizations/{}/release?version={}&project={}",
+                    org_slug,
+                    format::url_encode(&h.release),
+                    format::url_encode(&slug)
+                ),
+                project: slug,
+                environment: if h.environment.is_empty() {
+                    "(none)".into()
+                } else {
+                    h.environment.clone()
+                },
+                crash_free_sessions: percent(h.counts.crash_free_sessions()),
+                crash_free_users: percent(h.counts.crash_free_users()),
+                adoption: h
+                    .adoption
+                    .map(|a| format!("{:.1}%", a * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                sessions: format::count(h.counts.total_sessions()),
+                users: format::count(h.counts.total_users()),
+                release: h.release,
+            }
+        })
+        .collect())
+}
+
+/// Sessions of `release` in `projects` by state over the last 7 days, 6 hours a bar.
+async fn health_chart(
+    ctx: &Ctx,
+    projects: &[i64],
+    release: &str,
+) -> Result<charts::StackedChart, WebError> {
+    use faultline_core::protocol::session::Health;
+    let bucket = 6 * HOUR_MS;
+    let end = (now_ms() + bucket).div_euclid(bucket) * bucket;
+    let start = end - 28 * bucket;
+    let q = faultline_core::health::Query {
+        projects: projects.to_vec(),
+        start_ms: start,
+        end_ms: end,
+        interval_ms: bucket,
+        environments: Vec::new(),
+        releases: vec![release.to_string()],
+        by_project: false,
+        by_release: false,
+        by_environment: false,
+        with_users: false,
+    };
+    let groups = faultline_core::health::query(&ctx.app.db, &q).await?;
+    let mut series = vec![[0i64; 4]; q.slots()];
+    for g in &groups {
+        for (slot, c) in g.series.iter().enumerate() {
+            let s = &c.sessions;
+            series[slot][0] += s[Health::Healthy.index()];
+            series[slot][1] += s[Health::Errored.index()] + s[Health::Unhandled.index()];
+            series[slot][2] += s[Health::Abnormal.index()];
+            series[slot][3] += s[Health::Crashed.index()];
+        }
+    }
+    Ok(charts::stacked(&series, start, bucket, 560.0, 90.0))
 }
 
 /// Events of a release in a project: the sum of its `release` tag counts over the
@@ -120,11 +245,13 @@ pub async fn list(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpRes
             version,
         });
     }
+    let health = health_lines(&ctx, &org.slug, &[(project.id, project.slug.clone())], &[]).await?;
     ctx.page(&ReleasesPage {
         nav: ctx.nav(&org.slug, "releases"),
         issues_url: format!("/organizations/{}/projects/{}", org.slug, project.slug),
         project_name: project.name,
         releases,
+        health,
     })
 }
 
@@ -174,6 +301,9 @@ struct ReleasePage {
     artifact_total: i64,
     new_issues: Vec<NewIssue>,
     back_url: String,
+    health: Vec<HealthLine>,
+    chart: charts::StackedChart,
+    states: [(&'static str, &'static str); 4],
 }
 
 /// `GET /organizations/{org}/release?version=...&project=...` (a query parameter, because
@@ -181,6 +311,10 @@ struct ReleasePage {
 pub async fn detail(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let org = access::org(&ctx, &path)?;
     let version = ctx.q("version").to_string();
+    // No release has a NUL in its name, and PostgreSQL refuses one in a query (a 500).
+    if version.contains('\0') {
+        return Err(WebError::NotFound);
+    }
     let db = &ctx.app.db;
     let now = now_ms();
     let r = sql::one(
@@ -198,6 +332,7 @@ pub async fn detail(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
     };
     let mut projects = Vec::new();
     let mut project_ids = Vec::new();
+    let mut project_slugs = Vec::new();
     for p in sql::all(
         db,
         "SELECT p.id, p.slug, rp.new_issues FROM release_projects rp \
@@ -210,6 +345,7 @@ pub async fn detail(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
         let pid: i64 = sql::get(&p, "id")?;
         let slug: String = sql::get(&p, "slug")?;
         project_ids.push(pid);
+        project_slugs.push((pid, slug.clone()));
         projects.push(ProjectStat {
             issues_url: format!(
                 "/organizations/{}/projects/{}?query={}",
@@ -297,7 +433,18 @@ pub async fn detail(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
             format::url_encode(p)
         ),
     };
+    let health = health_lines(
+        &ctx,
+        &org.slug,
+        &project_slugs,
+        std::slice::from_ref(&version),
+    )
+    .await?;
+    let chart = health_chart(&ctx, &project_ids, &version).await?;
     ctx.page(&ReleasePage {
+        health,
+        chart,
+        states: charts::SESSION_STATES,
         nav: ctx.nav(&org.slug, "releases"),
         git_ref: sql::get::<Option<String>>(&r, "ref")?.unwrap_or_default(),
         url: sql::get::<Option<String>>(&r, "url")?

@@ -8,3 +8,4 @@ pub mod dsn;
 pub mod envelope;
 pub mod event;
 pub mod json_check;
+pub mod session;
