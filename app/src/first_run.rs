@@ -75,7 +75,7 @@ pub async fn state(db: &DatabaseConnection) -> Result<State, DbErr> {
 }
 
 async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> Result<i64, DbErr> {
-    let stmt = faultline_worker::sql::stmt(db.get_database_backend(), sql, vec![]);
+    let stmt = faultline_core::sql::stmt(db.get_database_backend(), sql, vec![]);
     match db.query_one_raw(stmt).await? {
         Some(row) => row.try_get::<i64>("", "n"),
         None => Ok(0),
@@ -202,7 +202,7 @@ pub async fn create_first_admin(
     // snapshot to upgrade), on PostgreSQL a concurrent claim waits for this commit and
     // then inserts nothing.
     let claimed = txn
-        .execute_raw(faultline_worker::sql::stmt(
+        .execute_raw(faultline_core::sql::stmt(
             txn.get_database_backend(),
             "INSERT INTO setup_claims (id, claimed_at) VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
             vec![now.into()],
@@ -217,7 +217,7 @@ pub async fn create_first_admin(
     let user_id =
         accounts::users::create_hashed(&txn, admin.email, admin.password_hash, true).await?;
     accounts::orgs::insert(&txn, admin.org_slug, Some(admin.org_name), Some(user_id)).await?;
-    txn.execute_raw(faultline_worker::sql::stmt(
+    txn.execute_raw(faultline_core::sql::stmt(
         txn.get_database_backend(),
         "UPDATE setup_claims SET user_id = ? WHERE id = 1",
         vec![user_id.into()],

@@ -1920,7 +1920,7 @@ async fn issues_and_events_through_the_web_api() {
 
 /// Runs a statement with `?` placeholders on either engine.
 async fn exec(api: &Api, sql: &str, values: Vec<sea_orm::Value>) {
-    let stmt = faultline_worker::sql::stmt(api.app.db.get_database_backend(), sql, values);
+    let stmt = faultline_core::sql::stmt(api.app.db.get_database_backend(), sql, values);
     api.app.db.execute_raw(stmt).await.expect("statement");
 }
 

@@ -628,7 +628,7 @@ impl Browser {
             .expect("user");
         let backend = app.db.get_database_backend();
         app.db
-            .execute_raw(faultline_worker::sql::stmt(
+            .execute_raw(faultline_core::sql::stmt(
                 backend,
                 "INSERT INTO members (organization_id, user_id, role, created_at) \
                  SELECT id, ?, ?, 0 FROM organizations WHERE slug = ?",

@@ -447,9 +447,10 @@ async fn check_ins_reach_the_web_api(engine: &str) {
     )
     .await;
     assert_eq!(r.status, 404);
-    let read_only = faultline_app::accounts::tokens::create_for_org(db, "acme", &["project:read".into()], "ro")
-        .await
-        .expect("token");
+    let read_only =
+        faultline_app::accounts::tokens::create_for_org(db, "acme", &["project:read".into()], "ro")
+            .await
+            .expect("token");
     let r = api(
         &app,
         "GET",
@@ -477,9 +478,10 @@ async fn check_ins_reach_the_web_api(engine: &str) {
     )
     .await;
     assert_eq!(r.status, 403);
-    let org_only = faultline_app::accounts::tokens::create_for_org(db, "acme", &["org:read".into()], "org")
-        .await
-        .expect("token");
+    let org_only =
+        faultline_app::accounts::tokens::create_for_org(db, "acme", &["org:read".into()], "org")
+            .await
+            .expect("token");
     let r = api(&app, "GET", "organizations/acme/monitors/", &org_only, None).await;
     assert_eq!(r.status, 403);
     let r = api(
@@ -956,9 +958,10 @@ impl Browser {
     }
 
     async fn login(app: &TestApp, email: &str, role: &str) -> Browser {
-        let user = faultline_app::accounts::users::create(&app.db, email, "correct horse battery", false)
-            .await
-            .expect("user");
+        let user =
+            faultline_app::accounts::users::create(&app.db, email, "correct horse battery", false)
+                .await
+                .expect("user");
         app.db
             .execute_raw(Statement::from_sql_and_values(
                 app.db.get_database_backend(),

@@ -76,3 +76,18 @@ def test_setup_login_triage_resolve_and_regression(fresh_server):
                 break
         time.sleep(0.1)
     browser("reopened", base, EMAIL, PASSWORD, str(ARTIFACTS), issue_url)
+
+    # A second, different error; then merge the two in the list and unmerge them again.
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, sentry_sdk; sentry_sdk.init(dsn=sys.argv[1], release='shop@1.0.1');"
+         "print(sentry_sdk.capture_message('payment provider timed out', level='error'));"
+         "sentry_sdk.flush()", dsn],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    srv.wait_for_event(out.stdout.strip().splitlines()[-1])
+    result = browser("merge", base, EMAIL, PASSWORD, str(ARTIFACTS))
+    assert len(result["split"]) == 2
+    with srv.db() as conn:
+        assert conn.execute("SELECT COUNT(*) AS n FROM issues").fetchone()["n"] == 2
+        assert conn.execute("SELECT COUNT(*) AS n FROM events").fetchone()["n"] == 3

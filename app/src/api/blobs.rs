@@ -98,7 +98,7 @@ pub async fn owned_chunks(
     let mut out = HashSet::new();
     for part in sha1s.chunks(500) {
         let values: Vec<Value> = part.iter().map(|s| Value::from(s.clone())).collect();
-        let (cond, values) = faultline_worker::sql::in_list(
+        let (cond, values) = faultline_core::sql::in_list(
             db.get_database_backend(),
             "c.sha1",
             ArrayType::String,
@@ -144,7 +144,7 @@ pub async fn present(
     let mut out = HashSet::new();
     for part in sha1s.chunks(500) {
         let values: Vec<Value> = part.iter().map(|s| Value::from(s.clone())).collect();
-        let (cond, values) = faultline_worker::sql::in_list(
+        let (cond, values) = faultline_core::sql::in_list(
             db.get_database_backend(),
             "sha1",
             ArrayType::String,

@@ -732,7 +732,7 @@ async fn list_files(auth: ApiAuth, path: ReleasePath, req: HttpRequest) -> ApiRe
     if !q.checksums.is_empty() {
         sql.push_str(&format!(
             " AND sha1 IN ({})",
-            faultline_worker::sql::placeholders(q.checksums.len())
+            faultline_core::sql::placeholders(q.checksums.len())
         ));
         values.extend(q.checksums.iter().map(|c| Value::from(c.clone())));
     }

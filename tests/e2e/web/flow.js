@@ -148,6 +148,30 @@ async function login(page, base, email, password) {
     const status = (await page.textContent('.statusline .badge')).trim();
     check(status === 'Resolved', 'status after resolving: ' + status);
     out = { issueUrl };
+  } else if (phase === 'merge') {
+    // Two issues become one from the list (select both, Merge), then split again from
+    // the merged issue's "Merged fingerprints" card (check one, Unmerge).
+    await login(page, base, email, password);
+    await page.goto(base + '/organizations/acme-shop/issues?query=is:unresolved');
+    const before = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(before.length === 2, 'two issues to merge: ' + before);
+    for (const box of await page.$$('table.issues input[name=issue]')) await box.check();
+    await Promise.all([page.waitForNavigation(), page.click('button[value=merge]')]);
+    await page.goto(base + '/organizations/acme-shop/issues?query=is:unresolved');
+    const merged = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(merged.length === 1, 'one issue after merging: ' + merged);
+    await Promise.all([page.waitForNavigation(), page.click('table.issues a.title')]);
+    const hashes = await page.$$('#fingerprints input[name=hash]');
+    check(hashes.length === 2, 'two fingerprints on the merged issue: ' + hashes.length);
+    const timeline = await page.textContent('.timeline');
+    check(/merge/i.test(timeline), 'the merge is on the timeline: ' + timeline.slice(0, 300));
+    await page.screenshot({ path: artifacts + '/issue-merged.png', fullPage: true });
+    await hashes[1].check();
+    await Promise.all([page.waitForNavigation(), page.click('#fingerprints button[type=submit]')]);
+    await page.goto(base + '/organizations/acme-shop/issues?query=is:unresolved');
+    const split = await page.$$eval('table.issues a.title', (a) => a.map((x) => x.textContent.trim()));
+    check(split.length === 2, 'two issues after unmerging: ' + split);
+    out = { merged: merged[0], split };
   } else if (phase === 'reopened') {
     await login(page, base, email, password);
     await page.goto(extra);
