@@ -3,7 +3,7 @@
 use faultline_core::entity::{member, now_ms, organization};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 
 use super::{AccountError, Result, users};
@@ -58,7 +58,10 @@ pub async fn create(
         ),
         None => None,
     };
-    let txn = db.begin().await?;
+    // The write lock from the first statement: `insert` reads (is the slug free?) before
+    // it writes, and on SQLite a read-then-write transaction fails at once when another
+    // writer got in between.
+    let txn = faultline_core::sql::begin_write(db).await?;
     let id = insert(&txn, slug, name, owner_id).await?;
     txn.commit().await?;
     Ok(id)
