@@ -29,6 +29,7 @@ pub async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("cache_size", "-65536")
+                .pragma("soft_heap_limit", SQLITE_SOFT_HEAP_LIMIT.to_string())
                 .pragma("temp_store", "memory")
                 // Checkpoints run beside the commits (`checkpointer`), not inside them.
                 .pragma("wal_autocheckpoint", "0")
@@ -60,6 +61,18 @@ pub async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
     }
     Ok(db)
 }
+
+/// What all of SQLite in this process may keep on the heap (page caches above all) before it
+/// reuses its least recently used pages instead of growing: `PRAGMA soft_heap_limit`,
+/// process-wide, set by every connection we open (main database and queue alike).
+///
+/// Why: each of the main pool's 8 connections may cache 64 MiB (the storer's batches touch
+/// thousands of index pages, and a page it finds in its cache costs no read), and the
+/// bundled SQLite (built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`) keeps one cache for all
+/// connections: without a limit that cache only grew with the database, which was most of
+/// `faultline serve`'s 600-850 MB under load (issue 25). A page read again comes from the
+/// OS page cache, which the kernel can reclaim; our heap it cannot.
+pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 40 * 1024 * 1024;
 
 /// Once a WAL is this large, the checkpointer restarts it.
 pub const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;

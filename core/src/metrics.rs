@@ -99,6 +99,12 @@ pub struct Metrics {
     pub db_pool_max: Gauge,
     /// Passwords checked against a stored argon2 hash (logins, password changes).
     pub password_verifications: Counter,
+    /// Bytes the worker's pipeline holds for jobs between fetch and commit (charged
+    /// against `FAULTLINE_WORKER_MEMORY_MB`).
+    pub worker_inflight_bytes: Gauge,
+    /// Bytes of request bodies ingest holds while reading, decoding and queueing them
+    /// (charged against `FAULTLINE_INGEST_MEMORY_MB`).
+    pub ingest_inflight_bytes: Gauge,
 }
 
 /// The process-wide metrics.
@@ -182,6 +188,8 @@ impl Metrics {
             db_pool_connections: Family::default(),
             db_pool_max: Gauge::default(),
             password_verifications: Counter::default(),
+            worker_inflight_bytes: Gauge::default(),
+            ingest_inflight_bytes: Gauge::default(),
         };
         // Both outcomes exist from the start, so dashboards show 0 rather than no data.
         for outcome in ["hit", "miss"] {
@@ -227,6 +235,18 @@ impl Metrics {
             "assemblies_refused",
             "Artifact bundle assemblies refused with 429 because all slots were taken",
             m.assemblies_refused.clone(),
+        );
+        r.register_with_unit(
+            "worker_inflight",
+            "Bytes the worker holds for jobs between fetch and commit",
+            Unit::Bytes,
+            m.worker_inflight_bytes.clone(),
+        );
+        r.register_with_unit(
+            "ingest_inflight",
+            "Bytes of request bodies ingest holds while reading, decoding and queueing them",
+            Unit::Bytes,
+            m.ingest_inflight_bytes.clone(),
         );
         r.register(
             "queue_depth",
