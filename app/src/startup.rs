@@ -93,6 +93,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then stops accepting, finishes in-flight requests and
     /// lets the worker finish its batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        crate::memory::spawn_trimmer();
         let worker = if self.roles.worker {
             let backend = match self.queue.backend() {
                 crate::queue::Backend::Sqlite(_) => crate::queue::Backend::Sqlite(

@@ -172,7 +172,7 @@ impl Default for Limits {
             max_envelope_decompressed: 100 * 1024 * 1024,
             max_queue_depth: 1_000_000,
             min_free_disk: 512 * 1024 * 1024,
-            worker_memory: 48 * 1024 * 1024,
+            worker_memory: 32 * 1024 * 1024,
             ingest_memory: 32 * 1024 * 1024,
         }
     }

@@ -32,14 +32,17 @@ const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 pub const MAX_BATCH: usize = 8000;
 
 /// Bytes the pipeline may hold for jobs between their hand-over and their commit, unless
-/// configured (`FAULTLINE_WORKER_MEMORY_MB`). 48 MiB holds ~10,000 prepared 10 KB events
-/// (~5 KB each: the zstd payload, the searchable columns, the job's bookkeeping): a batch
-/// being stored and the next one growing, which is what keeps the storer busy.
-pub const DEFAULT_MEMORY_BUDGET: usize = 48 * 1024 * 1024;
+/// configured (`FAULTLINE_WORKER_MEMORY_MB`). 32 MiB holds ~4,500 prepared 10 KB events
+/// (~7 KB each: the zstd payload, the searchable columns, the job's bookkeeping): a batch
+/// being stored and the next one growing, which is what keeps the storer busy. With 48 MiB
+/// `faultline serve` peaked at ~195 MB RSS under a 30 s overload (BENCHMARKS.md).
+pub const DEFAULT_MEMORY_BUDGET: usize = 32 * 1024 * 1024;
 
 /// What a job costs beyond its own bytes: the structs around it, its waiter and span, and
-/// apalis' task and handler future (measured as RSS per job in flight, not exactly).
-const JOB_OVERHEAD: usize = 2048;
+/// apalis' task and the handler's future through its tower layers. Estimated from RSS: with
+/// 2 KiB, `faultline serve` held ~50 MB of Rust heap beyond the ~27 MB charged while ~6,000
+/// jobs were in flight, i.e. several KiB per job that the charge did not see.
+const JOB_OVERHEAD: usize = 4096;
 
 /// Why a job was not stored.
 #[derive(Debug, thiserror::Error)]

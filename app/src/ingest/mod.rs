@@ -49,9 +49,6 @@ pub struct IngestState {
     pub memory: MemoryBudget,
 }
 
-/// Charged for a body without `Content-Length` before its first chunk arrives.
-const BODY_CHARGE_MIN: usize = 16 * 1024;
-
 /// Ingest's bodies in flight fill their budget: the sender retries in a second.
 fn memory_full() -> IngestError {
     IngestError::rate_limited(1, "organization", "memory_full")
@@ -246,8 +243,9 @@ fn status(code: u16) -> StatusCode {
 }
 
 /// Reads the request body, refusing it as soon as it passes `limit` bytes, and charges its
-/// bytes against ingest's memory budget (`429` when they do not fit): the body's announced
-/// length up front, and whatever arrives past that as it arrives.
+/// bytes against ingest's memory budget as they arrive (`429` once they do not fit).
+/// Only bytes that arrived are charged, not the announced length: a sender that announces
+/// 20 MiB and sends nothing holds nothing of the budget.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -257,14 +255,12 @@ async fn read_body(
     // Sized from Content-Length, so a typical body is copied once instead of growing chunk
     // by chunk; at most 1 MiB up front, whatever the header claims (a client that announces
     // 20 MiB and sends nothing must not make us reserve it).
-    let announced = header_str(req.headers(), "content-length")
+    let expected = header_str(req.headers(), "content-length")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0)
-        .min(limit);
-    let expected = announced.min(1 << 20);
-    let mut charge = memory
-        .try_charge(announced.max(BODY_CHARGE_MIN))
-        .ok_or_else(memory_full)?;
+        .min(limit)
+        .min(1 << 20);
+    let mut charge = memory.try_charge(1).ok_or_else(memory_full)?;
     // A body that arrives in one chunk (most: a request's bytes come in one read) is used as
     // it is, not copied.
     let mut single: Option<Bytes> = None;

@@ -160,6 +160,8 @@ fn connect_options(path: &std::path::Path) -> SqliteConnectOptions {
         .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(10))
+        // The lock and ack statements' `IN` lists have a text per job count: keep few.
+        .statement_cache_capacity(16)
         // Process-wide; a queue-only process sets it too.
         .pragma(
             "soft_heap_limit",
