@@ -22,7 +22,12 @@ pub async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
-        opts.max_connections(8).min_connections(1);
+        // Connections idle for 30 s close (sqlx's default is 10 min): each SQLite connection
+        // keeps its page cache and compiled statements, so after a spike the memory of the
+        // extra connections comes back within a minute.
+        opts.max_connections(8)
+            .min_connections(1)
+            .idle_timeout(Duration::from_secs(30));
         opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
@@ -78,7 +83,7 @@ pub async fn connect_url(url: &str) -> anyhow::Result<DatabaseConnection> {
 /// connections: without a limit that cache only grew with the database, which was most of
 /// `faultline serve`'s 600-850 MB under load (issue 25). A page read again comes from the
 /// OS page cache, which the kernel can reclaim; our heap it cannot.
-pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 32 * 1024 * 1024;
+pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 24 * 1024 * 1024;
 
 /// Once a WAL is this large, the checkpointer restarts it.
 pub const WAL_RESTART_BYTES: u64 = 64 * 1024 * 1024;

@@ -79,10 +79,13 @@ impl MemoryBudget {
     pub async fn charge(&self, bytes: usize) -> Charge {
         let n = bytes.clamp(1, self.0.total);
         // The semaphore is never closed, so acquiring only fails if it were.
-        let permit = match self.0.permits.clone().acquire_many_owned(n as u32).await {
-            Ok(p) => Some(p),
-            Err(_) => None,
-        };
+        let permit = self
+            .0
+            .permits
+            .clone()
+            .acquire_many_owned(n as u32)
+            .await
+            .ok();
         self.charged(permit)
     }
 

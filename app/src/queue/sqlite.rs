@@ -117,6 +117,8 @@ pub async fn open(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
         .pragma("journal_size_limit", WAL_RESTART_BYTES.to_string());
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // Idle connections close within 30 s, and their SQLite memory with them.
+        .idle_timeout(Duration::from_secs(30))
         .connect_with(opts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
@@ -137,6 +139,8 @@ pub async fn open_for_worker(path: &std::path::Path) -> anyhow::Result<SqlitePoo
     let opts = connect_options(path).synchronous(SqliteSynchronous::Normal);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // Idle connections close within 30 s, and their SQLite memory with them.
+        .idle_timeout(Duration::from_secs(30))
         .connect_with(opts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
