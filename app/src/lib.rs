@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod first_run;
 pub mod health;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod queue;
 pub mod startup;

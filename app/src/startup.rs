@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix_web::middleware::{Condition, NormalizePath, TrailingSlash};
 use actix_web::{App, HttpServer, web};
 use faultline_core::config::Config;
+use faultline_worker::budget::MemoryBudget;
 use sea_orm::DatabaseConnection;
 
 use crate::ingest::{self, IngestState, keys::KeyCache, ratelimit::RateLimiter};
@@ -92,6 +93,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then stops accepting, finishes in-flight requests and
     /// lets the worker finish its batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        crate::memory::spawn_trimmer();
         let worker = if self.roles.worker {
             let backend = match self.queue.backend() {
                 crate::queue::Backend::Sqlite(_) => crate::queue::Backend::Sqlite(
@@ -103,7 +105,14 @@ impl Application {
                 tracing::info!("FAULTLINE_SMTP_URL is not set: alerts are recorded, not mailed");
             }
             tokio::spawn(faultline_worker::alerts::run_loop(self.alerts.clone()));
-            Some(worker_runtime::spawn(self.db.clone(), backend).await?)
+            Some(
+                worker_runtime::spawn_with_budget(
+                    self.db.clone(),
+                    backend,
+                    self.config.limits.worker_memory,
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -157,6 +166,9 @@ async fn http_server(
         limits: config.limits.clone(),
         rate_limiter: RateLimiter::default(),
         free_disk,
+        memory: MemoryBudget::with_gauge(config.limits.ingest_memory, |b| {
+            faultline_core::metrics::get().ingest_inflight_bytes.set(b);
+        }),
     });
     let pages = web::Data::new(crate::web::WebState::new(&config));
     let metrics = web::Data::new(crate::metrics::MetricsState {

@@ -17,11 +17,16 @@ use tracing::Instrument;
 use crate::queue::{self, Backend as QueueBackend};
 use apalis::prelude::WorkerError;
 
-/// Jobs in flight at once: two of the pipeline's largest batches, so that one batch can
-/// fill while the previous one is being written.
+/// Jobs in flight at once, at most: two of the pipeline's largest batches, so that one batch
+/// can fill while the previous one is being written. What actually bounds the jobs in
+/// flight is the pipeline's memory budget (bytes, `FAULTLINE_WORKER_MEMORY_MB`): the
+/// SQLite queue fetches only while it has room, and every job waits for its bytes.
 const CONCURRENCY: usize = 2 * faultline_worker::pipeline::MAX_BATCH + 384;
 /// Jobs fetched per poll.
 const FETCH_BATCH: usize = 512;
+/// Room in the memory budget a fetch waits for: a fetch's worth of typical ~10 KB events
+/// (charged ~12 KB each until prepared). Larger jobs wait for their bytes in the handler.
+const FETCH_ROOM: usize = FETCH_BATCH * 12 * 1024;
 /// How often a worker tells the queue it is alive (and re-enqueues jobs of dead workers).
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// Heartbeats a worker may miss before its locked jobs go back to the queue.
@@ -98,9 +103,25 @@ fn worker_name() -> String {
     )
 }
 
-/// Starts consuming the event queue; if the worker ever fails it is started again.
+/// Starts consuming the event queue with the default memory budget; if the worker ever
+/// fails it is started again.
 pub async fn spawn(db: DatabaseConnection, backend: QueueBackend) -> anyhow::Result<RunningWorker> {
-    let pipeline = Pipeline::start(db.clone());
+    spawn_with_budget(
+        db,
+        backend,
+        faultline_worker::pipeline::DEFAULT_MEMORY_BUDGET,
+    )
+    .await
+}
+
+/// Starts consuming the event queue, holding at most `memory_budget` bytes of jobs between
+/// fetch and commit.
+pub async fn spawn_with_budget(
+    db: DatabaseConnection,
+    backend: QueueBackend,
+    memory_budget: usize,
+) -> anyhow::Result<RunningWorker> {
+    let pipeline = Pipeline::start_with_budget(db.clone(), memory_budget);
     tokio::spawn(retention_loop(db.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(faultline_worker::monitors::clock::run(db, stopped.clone()));
@@ -203,6 +224,7 @@ async fn run_once(
                     missed_heartbeats: MISSED_HEARTBEATS as u32,
                 },
             )
+            .with_budget(pipeline.budget().clone(), FETCH_ROOM)
             .poll_with_strategy(IdlePoll::new());
             WorkerBuilder::new(name)
                 .backend(storage)

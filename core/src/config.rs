@@ -157,6 +157,11 @@ pub struct Limits {
     pub max_queue_depth: u64,
     /// Free disk below which ingest answers 429 (`FAULTLINE_MIN_FREE_DISK_MB`), in bytes.
     pub min_free_disk: u64,
+    /// Bytes the worker holds for jobs between fetch and commit (`FAULTLINE_WORKER_MEMORY_MB`).
+    pub worker_memory: usize,
+    /// Bytes of request bodies ingest holds at once while reading, decoding and queueing
+    /// them; past that it answers 429 (`FAULTLINE_INGEST_MEMORY_MB`).
+    pub ingest_memory: usize,
 }
 
 impl Default for Limits {
@@ -167,6 +172,8 @@ impl Default for Limits {
             max_envelope_decompressed: 100 * 1024 * 1024,
             max_queue_depth: 1_000_000,
             min_free_disk: 512 * 1024 * 1024,
+            worker_memory: 32 * 1024 * 1024,
+            ingest_memory: 32 * 1024 * 1024,
         }
     }
 }
@@ -392,6 +399,22 @@ impl Config {
                 "FAULTLINE_MIN_FREE_DISK_MB",
                 defaults.min_free_disk / (1024 * 1024),
             )? * 1024
+                * 1024,
+            worker_memory: src
+                .number::<usize>(
+                    "FAULTLINE_WORKER_MEMORY_MB",
+                    defaults.worker_memory / (1024 * 1024),
+                )?
+                .clamp(4, 4095)
+                * 1024
+                * 1024,
+            ingest_memory: src
+                .number::<usize>(
+                    "FAULTLINE_INGEST_MEMORY_MB",
+                    defaults.ingest_memory / (1024 * 1024),
+                )?
+                .clamp(2, 4095)
+                * 1024
                 * 1024,
         };
 

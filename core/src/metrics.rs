@@ -114,6 +114,12 @@ pub struct Metrics {
     pub session_items: Family<SessionItemLabels, Counter>,
     /// Session updates and aggregate buckets the worker counted.
     pub sessions_counted: Counter,
+    /// Bytes the worker's pipeline holds for jobs between fetch and commit (charged
+    /// against `FAULTLINE_WORKER_MEMORY_MB`).
+    pub worker_inflight_bytes: Gauge,
+    /// Bytes of request bodies ingest holds while reading, decoding and queueing them
+    /// (charged against `FAULTLINE_INGEST_MEMORY_MB`).
+    pub ingest_inflight_bytes: Gauge,
 }
 
 /// The process-wide metrics.
@@ -208,6 +214,8 @@ impl Metrics {
             check_ins: Family::default(),
             session_items: Family::default(),
             sessions_counted: Counter::default(),
+            worker_inflight_bytes: Gauge::default(),
+            ingest_inflight_bytes: Gauge::default(),
         };
         // Both outcomes exist from the start, so dashboards show 0 rather than no data.
         for outcome in ["hit", "miss"] {
@@ -253,6 +261,18 @@ impl Metrics {
             "assemblies_refused",
             "Artifact bundle assemblies refused with 429 because all slots were taken",
             m.assemblies_refused.clone(),
+        );
+        r.register_with_unit(
+            "worker_inflight",
+            "Bytes the worker holds for jobs between fetch and commit",
+            Unit::Bytes,
+            m.worker_inflight_bytes.clone(),
+        );
+        r.register_with_unit(
+            "ingest_inflight",
+            "Bytes of request bodies ingest holds while reading, decoding and queueing them",
+            Unit::Bytes,
+            m.ingest_inflight_bytes.clone(),
         );
         r.register(
             "queue_depth",

@@ -143,22 +143,26 @@ pub fn bulk_insert(
         return vec![stmt(backend, &sql, values)];
     }
     let row = format!("({})", placeholders(cols.len()));
-    rows.chunks(sqlite_chunk.max(1))
-        .map(|chunk| {
-            let mut sql = format!("{insert} VALUES ");
-            let mut values = Vec::with_capacity(chunk.len() * cols.len());
-            for (i, r) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&row);
-                values.extend(r.iter().cloned());
+    let chunk = sqlite_chunk.max(1);
+    let mut rows = rows.into_iter().peekable();
+    let mut out = Vec::new();
+    // The values are moved into the statements, not cloned: a batch's rows hold every
+    // event's payload, and a second copy of them was ~12 MB at the peak of a large batch.
+    while rows.peek().is_some() {
+        let mut sql = format!("{insert} VALUES ");
+        let mut values = Vec::with_capacity(chunk.min(rows.len()) * cols.len());
+        for (i, r) in rows.by_ref().take(chunk).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
             }
-            sql.push(' ');
-            sql.push_str(tail);
-            stmt(backend, &sql, values)
-        })
-        .collect()
+            sql.push_str(&row);
+            values.extend(r);
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        out.push(stmt(backend, &sql, values));
+    }
+    out
 }
 
 /// [`in_list`] for 64-bit ids.

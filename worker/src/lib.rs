@@ -3,6 +3,7 @@
 //! It runs inside `faultline serve` or as `faultline worker`.
 
 pub mod alerts;
+pub mod budget;
 pub mod grouping;
 pub mod monitors;
 pub mod normalize;

@@ -16,6 +16,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::budget::{Charge, MemoryBudget};
 use crate::normalize::{self, NormalizeContext};
 use crate::store::{self, PreparedEvent};
 use crate::{grouping, symbolicate, tags};
@@ -29,6 +30,19 @@ const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 /// of 4,000 ~10,500/s and of 8,000 ~11,100/s (BENCHMARKS.md, 2026-12-04 evening). A light
 /// load never waits for a batch to fill (see `batcher`).
 pub const MAX_BATCH: usize = 8000;
+
+/// Bytes the pipeline may hold for jobs between their hand-over and their commit, unless
+/// configured (`FAULTLINE_WORKER_MEMORY_MB`). 32 MiB holds ~4,500 prepared 10 KB events
+/// (~7 KB each: the zstd payload, the searchable columns, the job's bookkeeping): a batch
+/// being stored and the next one growing, which is what keeps the storer busy. With 48 MiB
+/// `faultline serve` peaked at ~195 MB RSS under a 30 s overload (BENCHMARKS.md).
+pub const DEFAULT_MEMORY_BUDGET: usize = 32 * 1024 * 1024;
+
+/// What a job costs beyond its own bytes: the structs around it, its waiter and span, and
+/// apalis' task and the handler's future through its tower layers. Estimated from RSS: with
+/// 2 KiB, `faultline serve` held ~50 MB of Rust heap beyond the ~27 MB charged while ~6,000
+/// jobs were in flight, i.e. several KiB per job that the charge did not see.
+const JOB_OVERHEAD: usize = 4096;
 
 /// Why a job was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +63,8 @@ struct Submitted {
     /// The caller's span (the job's, when tracing is on): the batch's database span
     /// follows from it.
     span: tracing::Span,
+    /// The job's bytes, charged until its event is committed (or it failed).
+    charge: Charge,
 }
 
 /// Handle to the running batcher; cheap to clone.
@@ -57,11 +73,17 @@ pub struct Pipeline {
     tx: mpsc::Sender<Submitted>,
     monitors: crate::monitors::Monitors,
     sessions: crate::sessions::Sessions,
+    budget: MemoryBudget,
 }
 
 impl Pipeline {
-    /// Starts the batcher on the current Tokio runtime.
+    /// Starts the batcher on the current Tokio runtime, with the default memory budget.
     pub fn start(db: DatabaseConnection) -> Pipeline {
+        Pipeline::start_with_budget(db, DEFAULT_MEMORY_BUDGET)
+    }
+
+    /// Starts the batcher with a memory budget of `bytes` for the jobs in flight.
+    pub fn start_with_budget(db: DatabaseConnection, bytes: usize) -> Pipeline {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 2);
         let monitors = crate::monitors::Monitors::start(db.clone());
         let sessions = crate::sessions::Sessions::start(db.clone());
@@ -70,10 +92,20 @@ impl Pipeline {
             tx,
             monitors,
             sessions,
+            budget: MemoryBudget::with_gauge(bytes, |b| {
+                metrics::get().worker_inflight_bytes.set(b);
+            }),
         }
     }
 
-    /// Processes one job; returns once its event is committed (or it failed).
+    /// The budget the jobs in flight are charged against: the queue's fetch waits for room
+    /// in it, so jobs are not taken from the queue faster than they are admitted.
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    /// Processes one job; returns once its event is committed (or it failed). Waits first
+    /// until the job's bytes fit in the memory budget.
     pub async fn process(&self, job: EventJob) -> Result<(), PipelineError> {
         if job.kind == PayloadKind::CheckIn {
             return self.monitors.process(job).await;
@@ -81,12 +113,14 @@ impl Pipeline {
         if matches!(job.kind, PayloadKind::Session | PayloadKind::Sessions) {
             return self.sessions.process(job).await;
         }
+        let charge = self.budget.charge(job_cost(&job)).await;
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Submitted {
                 job,
                 done,
                 span: tracing::Span::current(),
+                charge,
             })
             .await
             .map_err(|_| PipelineError::Closed)?;
@@ -96,12 +130,60 @@ impl Pipeline {
 
 type Waiter = oneshot::Sender<Result<(), PipelineError>>;
 
+/// What a job may cost from its hand-over until it is prepared: its own bytes plus its
+/// payload unpacked (preparing reads it whole and parses it). Frames say the unpacked size;
+/// the old JSON jobs' zstd payloads are guessed at 4x. A lying frame is cut at the payload
+/// limit, and a charge is never more than the whole budget.
+pub fn job_cost(job: &EventJob) -> usize {
+    let strings = job.event_id.len()
+        + job.client_ip.as_ref().map_or(0, String::len)
+        + job.sent_at.as_ref().map_or(0, String::len)
+        + job.envelope_sdk.as_ref().map_or(0, |r| r.get().len())
+        + job.traceparent.as_ref().map_or(0, String::len);
+    let raw = job.payload.as_ref().map_or(0, |r| r.get().len());
+    let lz4 = job.payload_lz4.as_ref().map_or(0, Vec::len);
+    let unpacked_lz4 = job
+        .payload_lz4
+        .as_ref()
+        .and_then(|p| p.first_chunk::<4>())
+        .map_or(0, |len| u32::from_le_bytes(*len) as usize);
+    let zstd = job.payload_zstd.as_ref().map_or(0, String::len);
+    let unpacked = (unpacked_lz4 + zstd.saturating_mul(4)).min(MAX_PAYLOAD);
+    JOB_OVERHEAD + strings + raw * 2 + lz4 + zstd + unpacked
+}
+
+/// What a prepared event keeps until its batch is committed.
+fn prepared_cost(p: &PreparedEvent) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+    JOB_OVERHEAD
+        + std::mem::size_of::<PreparedEvent>()
+        + p.payload.capacity()
+        + p.event_id.capacity()
+        + p.level.capacity()
+        + p.title.capacity()
+        + opt(&p.release)
+        + opt(&p.environment)
+        + opt(&p.platform)
+        + opt(&p.trace_id)
+        + opt(&p.user_ident)
+        + opt(&p.culprit)
+        + opt(&p.exception_type)
+        + opt(&p.exception_value)
+        + p.hashes.iter().map(|h| h.capacity() + 24).sum::<usize>()
+        + p.tags
+            .iter()
+            .map(|(k, v)| k.capacity() + v.capacity() + 48)
+            .sum::<usize>()
+}
+
 /// Prepared events on their way to the database, with the jobs waiting for them.
 #[derive(Default)]
 struct ReadyBatch {
     events: Vec<PreparedEvent>,
     waiters: Vec<Waiter>,
     spans: Vec<tracing::Span>,
+    /// The events' bytes, given back once the batch is done.
+    charges: Vec<Charge>,
 }
 
 /// The most jobs prepared together (one hand-off to the prepare threads).
@@ -192,10 +274,12 @@ async fn prepare_chunk(
     let mut jobs = Vec::with_capacity(chunk.len());
     let mut waiters = Vec::with_capacity(chunk.len());
     let mut spans = Vec::with_capacity(chunk.len());
+    let mut charges = Vec::with_capacity(chunk.len());
     for s in chunk.drain(..) {
         jobs.push(s.job);
         waiters.push(s.done);
         spans.push(s.span);
+        charges.push(s.charge);
     }
     let started = std::time::Instant::now();
     let prepared = prepare_parallel(jobs).await;
@@ -205,12 +289,15 @@ async fn prepare_chunk(
         ms = started.elapsed().as_millis() as u64,
         "chunk prepared"
     );
-    for ((p, w), span) in prepared.into_iter().zip(waiters).zip(spans) {
+    for (((p, w), span), mut charge) in prepared.into_iter().zip(waiters).zip(spans).zip(charges) {
         match p {
             Ok(p) => {
+                // The unpacked payload is gone: keep only what the prepared event holds.
+                charge.shrink_to(prepared_cost(&p));
                 ready.events.push(p);
                 ready.waiters.push(w);
                 ready.spans.push(span);
+                ready.charges.push(charge);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "an invalid job goes to the dead-letter state");
@@ -370,10 +457,13 @@ async fn storer(db: DatabaseConnection, mut ready: mpsc::Receiver<(ReadyBatch, O
             events,
             waiters,
             spans,
+            charges,
         },
         _idle_when_dropped,
     )) = ready.recv().await
     {
+        // Given back at the end of this round, when the events are dropped too.
+        let _charges = charges;
         let started = std::time::Instant::now();
         let span = batch_span(&db, events.len(), &spans);
         let stored = store::store_batch(&db, &events).instrument(span).await;

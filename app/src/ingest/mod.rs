@@ -32,6 +32,7 @@ use futures_util::StreamExt;
 use crate::queue::Queue;
 use crate::telemetry::SPAN_TARGET;
 use faultline_core::metrics;
+use faultline_worker::budget::{Charge, MemoryBudget};
 use keys::{KeyCache, KeyInfo};
 use ratelimit::RateLimiter;
 use tracing::Instrument;
@@ -44,6 +45,14 @@ pub struct IngestState {
     pub rate_limiter: RateLimiter,
     /// Free bytes on the data directory's disk, refreshed in the background.
     pub free_disk: Arc<AtomicU64>,
+    /// Bytes of bodies being read, decoded and queued (`FAULTLINE_INGEST_MEMORY_MB`): a
+    /// request that does not fit is answered 429 instead of buffered.
+    pub memory: MemoryBudget,
+}
+
+/// Ingest's bodies in flight fill their budget: the sender retries in a second.
+fn memory_full() -> IngestError {
+    IngestError::rate_limited(1, "organization", "memory_full")
 }
 
 /// Registers the ingest routes (paths are matched after slash normalization).
@@ -245,12 +254,16 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
-/// Reads the request body, refusing it as soon as it passes `limit` bytes.
+/// Reads the request body, refusing it as soon as it passes `limit` bytes, and charges its
+/// bytes against ingest's memory budget as they arrive (`429` once they do not fit).
+/// Only bytes that arrived are charged, not the announced length: a sender that announces
+/// 20 MiB and sends nothing holds nothing of the budget.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Bytes, IngestError> {
+    memory: &MemoryBudget,
+) -> Result<(Bytes, Charge), IngestError> {
     // Sized from Content-Length, so a typical body is copied once instead of growing chunk
     // by chunk; at most 1 MiB up front, whatever the header claims (a client that announces
     // 20 MiB and sends nothing must not make us reserve it).
@@ -259,6 +272,7 @@ async fn read_body(
         .unwrap_or(0)
         .min(limit)
         .min(1 << 20);
+    let mut charge = memory.try_charge(1).ok_or_else(memory_full)?;
     // A body that arrives in one chunk (most: a request's bytes come in one read) is used as
     // it is, not copied.
     let mut single: Option<Bytes> = None;
@@ -276,6 +290,9 @@ async fn read_body(
                 "request body exceeded size limit",
             ));
         }
+        if total > charge.bytes() && !charge.try_grow(total - charge.bytes()) {
+            return Err(memory_full());
+        }
         if single.is_none() && buf.is_empty() {
             single = Some(chunk);
             continue;
@@ -286,7 +303,7 @@ async fn read_body(
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(single.unwrap_or_else(|| buf.freeze()))
+    Ok((single.unwrap_or_else(|| buf.freeze()), charge))
 }
 
 /// The request's `Content-Encoding`.
@@ -496,8 +513,9 @@ async fn envelope_request(
 ) -> Result<HttpResponse, IngestError> {
     let project_id = project_id(&req)?;
     let header_auth = request_auth(&req)?;
-    let body = read_body(&req, payload, state.limits.max_envelope_size).await?;
-    handle_envelope(&req, &state, project_id, header_auth, body).await
+    let (body, mut charge) =
+        read_body(&req, payload, state.limits.max_envelope_size, &state.memory).await?;
+    handle_envelope(&req, &state, project_id, header_auth, body, &mut charge).await
 }
 
 /// An envelope body as sent (still compressed): key first, then decompression and the rest.
@@ -507,6 +525,7 @@ async fn handle_envelope(
     project_id: i64,
     header_auth: Option<ClientAuth>,
     body: Bytes,
+    charge: &mut Charge,
 ) -> Result<HttpResponse, IngestError> {
     if body.is_empty() {
         return Err(IngestError::new(StatusCode::BAD_REQUEST, "empty envelope"));
@@ -521,6 +540,7 @@ async fn handle_envelope(
     let body = decode::decode(encoding, body, state.limits.max_envelope_decompressed)
         .await
         .map_err(in_project)?;
+    charge_decoded(charge, encoding, &body).map_err(in_project)?;
     if body.is_empty() {
         return Err(in_project(IngestError::new(
             StatusCode::BAD_REQUEST,
@@ -536,6 +556,20 @@ async fn handle_envelope(
     accept_envelope(req, state, &key, &envelope)
         .await
         .map_err(in_project)
+}
+
+/// Charges a decompressed body on top of the compressed one (both may be alive until the
+/// jobs are built; an uncompressed body is the same bytes and costs nothing more).
+fn charge_decoded(
+    charge: &mut Charge,
+    encoding: ContentEncoding,
+    decoded: &Bytes,
+) -> Result<(), IngestError> {
+    if encoding == ContentEncoding::Identity || charge.try_grow(decoded.len()) {
+        Ok(())
+    } else {
+        Err(memory_full())
+    }
 }
 
 /// Credentials from the `dsn` in the envelope header (tunnels that forward a browser SDK's
@@ -882,7 +916,8 @@ async fn cron_request(
     };
     let key = authorize(&state, &auth, project_id).await?;
     let in_project = |e: IngestError| e.in_project(key.project_id);
-    let body = read_body(&req, payload, MAX_CHECK_IN)
+    // The charge is held until the check-in is queued (the end of this function).
+    let (body, _charge) = read_body(&req, payload, MAX_CHECK_IN, &state.memory)
         .await
         .map_err(in_project)?;
     let is_json = header_str(req.headers(), "content-type")
@@ -964,9 +999,9 @@ async fn store_request(
     } else {
         state.limits.max_event_size
     };
-    let body = read_body(&req, payload, compressed_limit).await?;
+    let (body, mut charge) = read_body(&req, payload, compressed_limit, &state.memory).await?;
     if is_envelope {
-        return handle_envelope(&req, &state, project_id, header_auth, body).await;
+        return handle_envelope(&req, &state, project_id, header_auth, body, &mut charge).await;
     }
     let encoding = content_encoding(&req)?;
     let auth = header_auth.ok_or_else(|| {
@@ -980,6 +1015,7 @@ async fn store_request(
     let body = decode::decode(encoding, body, state.limits.max_event_size)
         .await
         .map_err(in_project)?;
+    charge_decoded(&mut charge, encoding, &body).map_err(in_project)?;
     accept_store_body(&req, &state, &key, body)
         .await
         .map_err(in_project)
@@ -1103,13 +1139,14 @@ async fn security_request(
     let key = authorize(&state, &auth, project_id).await?;
     let project_id = key.project_id;
     let in_project = |e: IngestError| e.in_project(project_id);
-    let body = read_body(&req, payload, state.limits.max_event_size)
+    let (body, mut charge) = read_body(&req, payload, state.limits.max_event_size, &state.memory)
         .await
         .map_err(in_project)?;
     let encoding = content_encoding(&req).map_err(in_project)?;
     let body = decode::decode(encoding, body, state.limits.max_event_size)
         .await
         .map_err(in_project)?;
+    charge_decoded(&mut charge, encoding, &body).map_err(in_project)?;
     json_check::check(&body).map_err(|e| {
         in_project(IngestError::new(
             StatusCode::BAD_REQUEST,

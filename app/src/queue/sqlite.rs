@@ -28,6 +28,7 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::status::Status;
 use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
+use faultline_worker::budget::MemoryBudget;
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -116,6 +117,8 @@ pub async fn open(path: &std::path::Path) -> anyhow::Result<SqlitePool> {
         .pragma("journal_size_limit", WAL_RESTART_BYTES.to_string());
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // Idle connections close within 30 s, and their SQLite memory with them.
+        .idle_timeout(Duration::from_secs(30))
         .connect_with(opts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
@@ -136,6 +139,8 @@ pub async fn open_for_worker(path: &std::path::Path) -> anyhow::Result<SqlitePoo
     let opts = connect_options(path).synchronous(SqliteSynchronous::Normal);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // Idle connections close within 30 s, and their SQLite memory with them.
+        .idle_timeout(Duration::from_secs(30))
         .connect_with(opts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open queue {}: {e}", path.display()))?;
@@ -159,6 +164,13 @@ fn connect_options(path: &std::path::Path) -> SqliteConnectOptions {
         .page_size(PAGE_SIZE)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(10))
+        // The lock and ack statements' `IN` lists have a text per job count: keep few.
+        .statement_cache_capacity(16)
+        // Process-wide; a queue-only process sets it too.
+        .pragma(
+            "soft_heap_limit",
+            faultline_core::db::SQLITE_SOFT_HEAP_LIMIT.to_string(),
+        )
 }
 
 /// Creates the tables (idempotent; web and worker processes may start together) and
@@ -291,6 +303,14 @@ impl Writer {
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.query_row(
+            &format!(
+                "PRAGMA soft_heap_limit = {}",
+                faultline_core::db::SQLITE_SOFT_HEAP_LIMIT
+            ),
+            [],
+            |_| Ok(()),
+        )?;
         conn.query_row(
             &format!("PRAGMA journal_size_limit = {WAL_RESTART_BYTES}"),
             [],
@@ -702,6 +722,8 @@ pub struct SqliteQueue {
     jobs: Persisted<Jobs>,
     settings: Settings,
     codec: JobCodec,
+    /// The pipeline's memory budget and the room a fetch waits for (see `with_budget`).
+    gate: Option<(MemoryBudget, usize)>,
 }
 
 impl SqliteQueue {
@@ -710,7 +732,16 @@ impl SqliteQueue {
             jobs: Persisted::new(Jobs::new(pool, settings.clone())),
             settings,
             codec: JobCodec,
+            gate: None,
         }
+    }
+
+    /// Takes jobs only while `budget` has at least `room` bytes free (at most half the
+    /// budget is asked for). Without it apalis fetches as long as its concurrency allows,
+    /// and every fetched job waiting for the pipeline's budget holds its payload outside it.
+    pub fn with_budget(mut self, budget: MemoryBudget, room: usize) -> SqliteQueue {
+        self.gate = Some((budget, room));
+        self
     }
 }
 
@@ -731,6 +762,12 @@ impl Backend for SqliteQueue {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        if let Some((budget, room)) = &self.gate
+            && budget.poll_room(cx, *room).is_pending()
+        {
+            // Woken when the pipeline gives bytes back.
+            return Poll::Pending;
+        }
         self.jobs.poll_next(cx, worker)
     }
 

@@ -106,10 +106,34 @@ pub(crate) struct Found {
 
 /// Looked-up positions, by content and position: hot errors repeat the same frames, and
 /// naming the enclosing function walks the minified line from its start (a long one-line
-/// bundle makes that the costliest part of a frame). Cleared whole when it grows too big.
+/// bundle makes that the costliest part of a frame). Cleared whole when its estimated bytes
+/// pass [`MAX_POSITION_BYTES`]: an entry holds up to 11 context lines, so a count (it was
+/// 200,000 entries) let it reach hundreds of MB.
 type PositionKey = (String, u64, u64, Option<String>);
-type Positions = HashMap<PositionKey, Result<files::Original, files::LocationError>>;
-const MAX_POSITIONS: usize = 200_000;
+type PositionResult = Result<files::Original, files::LocationError>;
+#[derive(Default)]
+struct Positions {
+    memo: HashMap<PositionKey, PositionResult>,
+    bytes: usize,
+}
+const MAX_POSITION_BYTES: usize = 8 * 1024 * 1024;
+
+/// What one memo entry holds, roughly: its strings and the map's own overhead.
+fn position_bytes(key: &PositionKey, result: &PositionResult) -> usize {
+    let lines = |v: &[String]| v.iter().map(|l| l.len() + 24).sum::<usize>();
+    let value = match result {
+        Ok(o) => {
+            o.source.len()
+                + o.name.as_ref().map_or(0, String::len)
+                + o.function.as_ref().map_or(0, String::len)
+                + o.context_line.as_ref().map_or(0, String::len)
+                + lines(&o.pre_context)
+                + lines(&o.post_context)
+        }
+        Err(_) => 0,
+    };
+    128 + key.0.len() + key.3.as_ref().map_or(0, String::len) + value
+}
 
 /// [`files::lookup`] through the position memo.
 pub(crate) fn lookup_position(
@@ -126,7 +150,12 @@ pub(crate) fn lookup_position(
         function.map(str::to_owned),
     );
     let memo = &caches().positions;
-    if let Some(hit) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some(hit) = memo
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .memo
+        .get(&key)
+    {
         return hit.clone();
     }
     let result = files::lookup(
@@ -138,10 +167,12 @@ pub(crate) fn lookup_position(
         &found.uploaded,
     );
     let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
-    if memo.len() >= MAX_POSITIONS {
-        memo.clear();
+    let cost = position_bytes(&key, &result);
+    if memo.bytes + cost > MAX_POSITION_BYTES {
+        *memo = Positions::default();
     }
-    memo.insert(key, result.clone());
+    memo.bytes += cost;
+    memo.memo.insert(key, result.clone());
     result
 }
 
@@ -155,6 +186,11 @@ impl Found {
     }
 }
 
+/// Parsed minified files (and uploaded sources) kept per process, estimated bytes.
+const MINIFIED_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// Parsed source maps kept per process, estimated bytes.
+const MAPS_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The parsed-file caches of this process (shared by the pipeline and event pages).
 struct Caches {
     minified: cache::Lru<MinifiedFile>,
@@ -166,11 +202,14 @@ struct Caches {
 
 fn caches() -> &'static Caches {
     static CACHES: OnceLock<Caches> = OnceLock::new();
+    // Bounded by an estimate of the parsed files' memory. Small enough that `faultline
+    // serve` stays within its ~150 MB under load (issue 25): a project's hot maps fit, and
+    // one map larger than the bound is still kept, alone (`Lru::insert`).
     CACHES.get_or_init(|| Caches {
-        minified: cache::Lru::new(128 * 1024 * 1024),
-        maps: cache::Lru::new(512 * 1024 * 1024),
+        minified: cache::Lru::new(MINIFIED_CACHE_BYTES),
+        maps: cache::Lru::new(MAPS_CACHE_BYTES),
         orgs: std::sync::Mutex::new(HashMap::new()),
-        positions: std::sync::Mutex::new(HashMap::new()),
+        positions: std::sync::Mutex::new(Positions::default()),
     })
 }
 
